@@ -1,0 +1,128 @@
+"""The document every data operator sees, and the three operator kinds.
+
+Modelled on datatrove: a kind base does the streaming, the statistics and the
+trace of what was removed or changed once, so an operator implements one
+method:
+
+- ``Mapper.map(doc) -> doc``: return the (possibly changed) document;
+- ``Filter.keep(doc) -> Verdict``: keep it, or drop it with a reason;
+- ``GlobalStep.run(docs) -> iterator of (doc, Verdict)``: sees the whole
+  stream (deduplication, decontamination, label quality) and runs as its own
+  stage in a pipeline.
+
+Operators register with ``@register("data_op", "name")`` and take their
+parameters as a pydantic model ``Params`` (``extra="forbid"``), which is how
+a recipe's YAML is validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+# Which fields of a record hold free text that text operators act on.
+TEXT_FIELDS = ("text", "prompt", "completion", "anchor", "positive", "content")
+
+
+@dataclass(slots=True)
+class Document:
+    """One record flowing through a pipeline.
+
+    ``fields`` is the record as read (for example ``{"text", "label"}`` or
+    ``{"messages": [...]}``); ``meta`` carries what operators learned about it
+    (language, scores, source file and line).
+    """
+
+    id: str
+    fields: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """All free text of the record joined by newlines (what filters and dedup look at)."""
+        return "\n".join(t for _, t in iter_texts(self.fields))
+
+    def map_texts(self, fn: Any) -> Document:
+        """A copy whose every free-text field went through ``fn``."""
+        return Document(self.id, _map_fields(self.fields, fn), dict(self.meta))
+
+
+def iter_texts(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Yield ``(path, text)`` for every free-text field in a record, chat messages included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else key
+            if key in TEXT_FIELDS and isinstance(item, str):
+                yield sub, item
+            elif isinstance(item, dict | list):
+                yield from iter_texts(item, sub)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from iter_texts(item, f"{path}[{i}]")
+
+
+def _map_fields(value: Any, fn: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: fn(v) if k in TEXT_FIELDS and isinstance(v, str) else _map_fields(v, fn)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_map_fields(v, fn) for v in value]
+    return value
+
+
+@dataclass(slots=True, frozen=True)
+class Verdict:
+    """An operator's decision on one document; ``reason`` is shown to the user when dropped."""
+
+    keep: bool
+    reason: str = ""
+
+    @classmethod
+    def ok(cls) -> Verdict:
+        return _KEEP
+
+    @classmethod
+    def drop(cls, reason: str) -> Verdict:
+        return cls(False, reason)
+
+
+_KEEP = Verdict(True)
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Operator:
+    """Base of every operator. ``name`` is the registered name; ``Params`` validates config."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, params: BaseModel | None = None, **kwargs: Any):
+        self.params = params if params is not None else self.Params(**kwargs)
+
+    def setup(self) -> None:
+        """Load heavy resources (models, tables) once per process, before the first document."""
+
+
+class Mapper(Operator):
+    def map(self, doc: Document) -> Document:
+        raise NotImplementedError
+
+
+class Filter(Operator):
+    def keep(self, doc: Document) -> Verdict:
+        raise NotImplementedError
+
+
+class GlobalStep(Operator):
+    """An operator that must see every document (it runs as a separate pipeline stage)."""
+
+    def run(self, docs: Iterable[Document]) -> Iterator[tuple[Document, Verdict]]:
+        raise NotImplementedError
