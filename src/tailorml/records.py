@@ -73,7 +73,9 @@ class EmbeddingPairRecord:
     task: Task = "embedding"
 
 
-Record = ChatRecord | CompletionRecord | ClassificationRecord | PreferenceRecord | EmbeddingPairRecord
+Record = (
+    ChatRecord | CompletionRecord | ClassificationRecord | PreferenceRecord | EmbeddingPairRecord
+)
 
 
 def infer_task(obj: dict[str, Any]) -> Task:

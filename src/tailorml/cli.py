@@ -1,0 +1,220 @@
+"""The ``tailor`` command. Each subcommand is one typed function over the same services the API uses.
+
+tailor serve                  API + worker on 127.0.0.1:8000 (SQLite and a local folder)
+tailor worker                 one more worker (any machine sharing the database)
+tailor admin tenant create N  a tenant and its first key (printed once)
+tailor models                 the base-model catalog
+tailor data run RECIPE ...    a data-preparation recipe over local files
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tailorml.errors import TailorError
+from tailorml.platform.settings import Settings
+
+app = typer.Typer(
+    help="TailorML: data in, fine-tuned model out, served over an OpenAI-compatible API.",
+    no_args_is_help=True,
+)
+admin = typer.Typer(help="Operator commands: tenants and keys.", no_args_is_help=True)
+tenant_cmd = typer.Typer(help="Create and list tenants.", no_args_is_help=True)
+key_cmd = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+db_cmd = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+admin.add_typer(tenant_cmd, name="tenant")
+admin.add_typer(key_cmd, name="key")
+app.add_typer(db_cmd, name="db")
+console = Console()
+
+
+def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    from tailorml.platform.db.engine import make_engine, make_sessionmaker, migrate
+
+    settings.ensure_dirs()
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    return make_sessionmaker(engine)
+
+
+def _fail(exc: TailorError) -> None:
+    console.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default TAILOR_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default TAILOR_PORT, 8000).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes to start beside the API.")
+    ] = None,
+) -> None:
+    """Start the API and its workers; runs until interrupted."""
+    import uvicorn
+
+    from tailorml.platform.api.app import create_app
+
+    settings = Settings()
+    _sessions(settings)  # migrate once, before the workers start
+    n_workers = settings.workers if workers is None else workers
+    env = {**os.environ}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "tailorml", "worker"], env=env)
+        for _ in range(n_workers)
+    ]
+    try:
+        uvicorn.run(
+            create_app(settings, run_migrations=False),
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level="info",
+        )
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@app.command()
+def worker() -> None:
+    """Run one worker: claim queued jobs from the database and run them."""
+    from tailorml.platform.jobs.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings()
+    _sessions(settings)
+    run_worker(settings)
+
+
+@tenant_cmd.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Argument(help="Lowercase letters, digits, hyphens.")],
+) -> None:
+    """Create a tenant and print its first API key (shown only once)."""
+    from tailorml.platform import auth
+    from tailorml.platform.db.engine import session_scope
+
+    settings = Settings()
+    try:
+        with session_scope(_sessions(settings)) as s:
+            tenant = auth.create_tenant(s, name=name)
+            key = auth.create_key(s, secret=settings.secret(), tenant=tenant, name="default")
+    except TailorError as exc:
+        _fail(exc)
+    console.print(
+        f"Tenant [bold]{name}[/bold] created ({tenant.id}). Its API key, shown only once:"
+    )
+    print(key)
+
+
+@tenant_cmd.command("list")
+def tenant_list() -> None:
+    """List tenants."""
+    from sqlalchemy import select
+
+    from tailorml.platform.db.engine import session_scope
+    from tailorml.platform.db.models import Tenant
+
+    table = Table("id", "name", "created_at")
+    with session_scope(_sessions(Settings())) as s:
+        for t in s.scalars(select(Tenant).order_by(Tenant.created_at)):
+            table.add_row(t.id, t.name, str(t.created_at))
+    console.print(table)
+
+
+@key_cmd.command("create")
+def key_create(
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant name or id; omit with --admin.")
+    ] = None,
+    admin_key: Annotated[
+        bool, typer.Option("--admin", help="Create an admin key for /admin routes.")
+    ] = False,
+) -> None:
+    """Create another key for a tenant, or an admin key; print it once."""
+    from tailorml.platform import auth
+    from tailorml.platform.db.engine import session_scope
+
+    if bool(tenant) == admin_key:
+        console.print("[red]error:[/red] give exactly one of --tenant NAME or --admin.")
+        raise typer.Exit(2)
+    settings = Settings()
+    try:
+        with session_scope(_sessions(settings)) as s:
+            row = auth.get_tenant(s, name_or_id=tenant) if tenant else None
+            key = auth.create_key(s, secret=settings.secret(), tenant=row)
+    except TailorError as exc:
+        _fail(exc)
+    print(key)
+
+
+@key_cmd.command("revoke")
+def key_revoke(
+    prefix: Annotated[str, typer.Argument(help="The part after 'tk-' and before the next '-'.")],
+) -> None:
+    """Revoke a key by its prefix."""
+    from tailorml.platform import auth
+    from tailorml.platform.db.engine import session_scope
+
+    try:
+        with session_scope(_sessions(Settings())) as s:
+            auth.revoke_key(s, prefix=prefix)
+    except TailorError as exc:
+        _fail(exc)
+    console.print("revoked")
+
+
+@db_cmd.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (serve and worker also do this on start)."""
+    _sessions(Settings())
+    console.print("database is up to date")
+
+
+@app.command()
+def models() -> None:
+    """List the base-model catalog."""
+    from tailorml.train.catalog import catalog
+
+    table = Table("name", "architecture", "tasks", "parameters", "context", "licence")
+    for spec in catalog():
+        table.add_row(
+            spec.name,
+            spec.architecture,
+            ", ".join(spec.tasks),
+            f"{spec.parameters / 1e6:.1f} M",
+            str(spec.context_length),
+            spec.licence,
+        )
+    console.print(table)
+
+
+def _mount_data() -> None:
+    try:
+        from tailorml.data.cli import app as data_app
+    except ImportError:  # the data CLI is optional until its module exists
+        return
+    app.add_typer(data_app, name="data", help="Data preparation: run and check recipes.")
+
+
+_mount_data()
+
+if __name__ == "__main__":
+    app()

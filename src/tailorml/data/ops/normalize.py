@@ -1,0 +1,154 @@
+"""Text normalization: the ``normalize`` mapper and the canonical text forms other ops share.
+
+``normalize`` repairs what scraping and careless exports do to text, each step
+switchable: mojibake (ftfy), HTML entities, Unicode NFKC, control characters
+and whitespace. The order matters: mojibake is repaired first, because its
+damage often *is* C1 control characters (``â\\x80\\x99`` for ``’``) that the
+control-character step would otherwise delete beyond repair.
+
+The helpers below (``canonical_text``, ``is_cjk``, ``count_words``) are the one
+definition of "the same text" and "a word" that exact dedup, near dedup,
+the length and quality filters agree on.
+"""
+
+from __future__ import annotations
+
+import html
+import unicodedata
+from typing import Any, ClassVar
+
+import regex
+from pydantic import BaseModel, ConfigDict
+
+from tailorml.data.core import Document, Mapper
+from tailorml.registry import register
+
+# Cc characters except tab, newline and carriage return, plus invisible format
+# characters that only get in the way (BOM, zero-width space, soft hyphen).
+# Zero-width joiners are kept: emoji sequences and some scripts need them.
+_CONTROL_RE = regex.compile(r"[^\P{Cc}\t\n\r]|[\ufeff\u200b\u00ad]")
+_HSPACE_RE = regex.compile(r"[^\S\n]+")  # any whitespace but the newline
+_SPACE_AROUND_NL_RE = regex.compile(r" ?\n ?")
+_BLANK_LINES_RE = regex.compile(r"\n{3,}")
+_ANY_SPACE_RE = regex.compile(r"\s+")
+_PUNCT_RE = regex.compile(r"[\p{P}\p{S}]+")
+# Scripts written without spaces between words, where a character is the unit.
+_CJK_CHAR_RE = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
+_WORD_OR_CJK_RE = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]|[^\s\p{Han}\p{Hiragana}\p{Katakana}]+")
+
+
+def is_cjk(text: str, min_fraction: float = 0.3) -> bool:
+    """Whether at least ``min_fraction`` of the non-space characters are Han or kana."""
+    if text.isascii():
+        return False
+    letters = len(text) - text.count(" ") - text.count("\n")
+    if letters <= 0:
+        return False
+    return len(_CJK_CHAR_RE.findall(text)) >= min_fraction * letters
+
+
+def count_words(text: str) -> int:
+    """Whitespace-separated words, each Han or kana character counting as one word."""
+    if text.isascii():
+        return len(text.split())
+    return len(_WORD_OR_CJK_RE.findall(text))
+
+
+def canonical_text(text: str, *, casefold: bool = True, strip_punctuation: bool = False) -> str:
+    """The form two texts must share to count as exact duplicates.
+
+    NFKC (full-width and compatibility forms), casefolded, punctuation
+    optionally removed, whitespace runs collapsed to one space.
+    """
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    if casefold:
+        text = text.casefold()
+    if strip_punctuation:
+        text = _PUNCT_RE.sub(" ", text)
+    return _ANY_SPACE_RE.sub(" ", text).strip()
+
+
+def collapse_whitespace(text: str) -> str:
+    """One space between words, no spaces at line ends, at most one blank line in a row."""
+    text = _HSPACE_RE.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _SPACE_AROUND_NL_RE.sub("\n", text)
+    return _BLANK_LINES_RE.sub("\n\n", text).strip()
+
+
+class NormalizeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fix_mojibake: bool = True
+    """Repair text decoded with the wrong codec (``Ã©`` for ``é``), with ftfy."""
+    unescape_html: bool = True
+    """Turn HTML entities (``&amp;``, ``&#39;``) into the characters they stand for."""
+    nfkc: bool = True
+    """Unicode NFKC: full-width letters and digits, ligatures and other compatibility forms."""
+    remove_control: bool = True
+    """Delete control and invisible format characters (tab and newline are kept)."""
+    normalize_whitespace: bool = True
+    """Collapse runs of spaces, trim lines, keep at most one blank line between paragraphs."""
+
+
+@register("data_op", "normalize")
+class TextNormalizer(Mapper):
+    """Clean the encoding and spacing of every free-text field of a record."""
+
+    name: ClassVar[str] = "normalize"
+    Params: ClassVar[type[BaseModel]] = NormalizeParams
+
+    def __init__(self, params: BaseModel | None = None, **kwargs: Any):
+        super().__init__(params, **kwargs)
+        self._fix_text: Any = None
+
+    def setup(self) -> None:
+        if self.params.fix_mojibake and self._fix_text is None:
+            import functools
+
+            import ftfy
+
+            # Only the encoding repairs: the other steps are ours and switchable,
+            # and ftfy's uncurling of quotes or width folding would change text
+            # the user did not ask to change.
+            config = ftfy.TextFixerConfig(
+                unescape_html=False,
+                remove_terminal_escapes=True,
+                fix_encoding=True,
+                restore_byte_a0=True,
+                replace_lossy_sequences=True,
+                decode_inconsistent_utf8=True,
+                fix_c1_controls=True,
+                fix_latin_ligatures=False,
+                fix_character_width=False,
+                uncurl_quotes=False,
+                fix_line_breaks=False,
+                fix_surrogates=True,
+                remove_control_chars=False,
+                normalization=None,
+                explain=False,
+            )
+            self._fix_text = functools.partial(ftfy.fix_text, config=config)
+
+    def normalize(self, text: str) -> str:
+        """Apply the enabled steps to one string."""
+        p = self.params
+        ascii_only = text.isascii()
+        # ASCII text cannot hold mojibake nor need NFKC: skip the two costly steps.
+        if p.fix_mojibake and not ascii_only:
+            if self._fix_text is None:
+                self.setup()
+            text = self._fix_text(text)
+        if p.unescape_html and "&" in text:
+            text = html.unescape(text)
+            ascii_only = text.isascii()
+        if p.nfkc and not ascii_only:
+            text = unicodedata.normalize("NFKC", text)
+        if p.remove_control:
+            text = _CONTROL_RE.sub("", text)
+        if p.normalize_whitespace:
+            text = collapse_whitespace(text)
+        return text
+
+    def map(self, doc: Document) -> Document:
+        return doc.map_texts(self.normalize)

@@ -1,0 +1,114 @@
+"""Request bodies of the /v1 routes (pydantic), shaped after OpenAI's.
+
+Fields OpenAI defines and TailorML does not use yet are accepted and
+ignored (so the official SDKs work unchanged); fields with a value we cannot
+honour (``n`` > 1) are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+Auto = Literal["auto"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_epochs: int | Auto = Field("auto", description="Passes over the training data (1-50).")
+    batch_size: int | Auto = Field("auto", description="Examples per step (1-256).")
+    learning_rate_multiplier: float | Auto = Field(
+        "auto", description="Scales the base learning rate."
+    )
+
+
+class LoraOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lora_r: int = Field(8, ge=1, le=256)
+    lora_alpha: int = Field(16, ge=1, le=1024)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] | None = None
+
+
+class Method(BaseModel):
+    """OpenAI's ``method`` plus TailorML's choices: ``full`` or ``lora`` training."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["supervised", "full", "lora"] = "supervised"
+    lora: LoraOptions | None = None
+    supervised: dict[str, Any] | None = None
+
+
+class FineTuningJobCreate(_Body):
+    model: StrictStr
+    training_file: StrictStr
+    validation_file: StrictStr | None = None
+    hyperparameters: Hyperparameters | None = None
+    method: Method | None = None
+    suffix: StrictStr | None = None
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    metadata: dict[str, str] | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: StrictStr | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(
+                part.get("text", "") for part in self.content if part.get("type") == "text"
+            )
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class _Sampling(_Body):
+    model: StrictStr
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: StrictStr | list[StrictStr] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def stop_list(self) -> list[str] | None:
+        if self.stop is None:
+            return None
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class CompletionRequest(_Sampling):
+    prompt: StrictStr
+
+
+class EmbeddingRequest(_Body):
+    model: StrictStr
+    input: StrictStr | list[StrictStr] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+
+class ClassificationRequest(_Body):
+    model: StrictStr
+    input: StrictStr | list[StrictStr] = Field(min_length=1)

@@ -1,0 +1,84 @@
+"""/v1/files: upload (multipart), list, retrieve, content, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.responses import FileResponse
+
+from tailorml.errors import InvalidRequestError, PayloadTooLargeError
+from tailorml.platform import files as service
+from tailorml.platform.api.deps import SessionDep, StateDep, TenantDep
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+
+def _chunks(upload: UploadFile, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := upload.file.read(size):
+        yield chunk
+
+
+@router.post("")
+def upload_file(
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    tenant_id: TenantDep,
+    file: UploadFile,
+    purpose: Annotated[str, Form()],
+) -> dict[str, Any]:
+    limit = state.settings.max_upload_bytes
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit + 64 * 1024:  # allow for the multipart envelope
+        raise PayloadTooLargeError(
+            f"The upload is {declared} bytes; the limit is {limit}. Split the file or ask the "
+            "operator to raise TAILOR_MAX_UPLOAD_BYTES.",
+            param="file",
+        )
+    if not file.filename:
+        raise InvalidRequestError("The upload has no file name.", param="file")
+    row = service.create_file(
+        session,
+        tenant_id=tenant_id,
+        storage=state.storage,
+        filename=file.filename,
+        purpose=purpose,
+        chunks=_chunks(file),
+        max_bytes=limit,
+    )
+    return service.file_object(row)
+
+
+@router.get("")
+def list_files(
+    session: SessionDep, tenant_id: TenantDep, purpose: str | None = None
+) -> dict[str, Any]:
+    rows = service.list_files(session, tenant_id=tenant_id, purpose=purpose)
+    return {"object": "list", "data": [service.file_object(r) for r in rows], "has_more": False}
+
+
+@router.get("/{file_id}")
+def retrieve_file(file_id: str, session: SessionDep, tenant_id: TenantDep) -> dict[str, Any]:
+    return service.file_object(service.get_file(session, tenant_id=tenant_id, file_id=file_id))
+
+
+@router.get("/{file_id}/content")
+def file_content(
+    file_id: str, session: SessionDep, state: StateDep, tenant_id: TenantDep
+) -> FileResponse:
+    row = service.get_file(session, tenant_id=tenant_id, file_id=file_id)
+    return FileResponse(
+        state.storage.path(row.storage_key),
+        filename=row.filename,
+        media_type="application/octet-stream",
+    )
+
+
+@router.delete("/{file_id}")
+def delete_file(
+    file_id: str, session: SessionDep, state: StateDep, tenant_id: TenantDep
+) -> dict[str, Any]:
+    service.delete_file(session, tenant_id=tenant_id, storage=state.storage, file_id=file_id)
+    return {"id": file_id, "object": "file", "deleted": True}

@@ -1,0 +1,78 @@
+"""/v1/fine_tuning/jobs: create, list, retrieve, cancel, events, checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from tailorml.platform import fine_tuning as service
+from tailorml.platform.api.deps import SessionDep, StateDep, TenantDep
+from tailorml.platform.api.protocol import FineTuningJobCreate
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+
+
+@router.post("")
+def create_job(
+    body: FineTuningJobCreate, session: SessionDep, state: StateDep, tenant_id: TenantDep
+) -> dict[str, Any]:
+    job = service.create_job(
+        session,
+        tenant_id=tenant_id,
+        settings=state.settings,
+        body=body.model_dump(exclude_none=True),
+    )
+    return service.job_object(job)
+
+
+@router.get("")
+def list_jobs(
+    session: SessionDep,
+    tenant_id: TenantDep,
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+) -> dict[str, Any]:
+    rows, more = service.list_jobs(session, tenant_id=tenant_id, after=after, limit=limit)
+    return {"object": "list", "data": [service.job_object(j) for j in rows], "has_more": more}
+
+
+@router.get("/{job_id}")
+def retrieve_job(job_id: str, session: SessionDep, tenant_id: TenantDep) -> dict[str, Any]:
+    return service.job_object(service.get_job(session, tenant_id=tenant_id, job_id=job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(job_id: str, session: SessionDep, tenant_id: TenantDep) -> dict[str, Any]:
+    return service.job_object(service.cancel_job(session, tenant_id=tenant_id, job_id=job_id))
+
+
+@router.get("/{job_id}/events")
+def list_events(
+    job_id: str,
+    session: SessionDep,
+    tenant_id: TenantDep,
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=1000),
+) -> dict[str, Any]:
+    rows, more = service.list_events(
+        session, tenant_id=tenant_id, job_id=job_id, after=after, limit=limit
+    )
+    return {"object": "list", "data": [service.event_object(e) for e in rows], "has_more": more}
+
+
+@router.get("/{job_id}/checkpoints")
+def list_checkpoints(
+    job_id: str, session: SessionDep, tenant_id: TenantDep, limit: int = Query(10, ge=1, le=100)
+) -> dict[str, Any]:
+    job = service.get_job(session, tenant_id=tenant_id, job_id=job_id)
+    rows = service.list_checkpoints(session, tenant_id=tenant_id, job_id=job_id, limit=limit)
+    name = job.spec["fine_tuned_model"]
+    data = [service.checkpoint_object(c, name) for c in rows]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }

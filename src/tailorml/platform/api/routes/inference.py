@@ -1,0 +1,231 @@
+"""/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classifications.
+
+Each resolves the model for the calling tenant, checks that the model can do
+the task, and calls the serving engine; ``stream: true`` answers with
+server-sent events ending in ``data: [DONE]``. Handlers are plain ``def``
+so the blocking engine runs in the server's thread pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from tailorml.errors import InvalidRequestError
+from tailorml.platform.api.deps import SessionDep, StateDep, TenantDep
+from tailorml.platform.api.protocol import (
+    ChatCompletionRequest,
+    ClassificationRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
+from tailorml.platform.models import resolve_ref
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+
+
+def _ref(session: Any, state: Any, tenant_id: str, model: str, *, need: str) -> Any:
+    ref = resolve_ref(session, tenant_id=tenant_id, settings=state.settings, model_id=model)
+    if need == "generate" and ref.architecture != "decoder":
+        raise InvalidRequestError(
+            f"{model} is an encoder ({ref.task or 'embedding'} model) and cannot generate text; "
+            "use /v1/classifications or /v1/embeddings, or a decoder model for completions.",
+            param="model",
+            code="invalid_model_for_endpoint",
+        )
+    if need == "classify" and ref.task != "classification":
+        raise InvalidRequestError(
+            f"{model} is not a classifier; fine-tune a model on text/label data and call it here.",
+            param="model",
+            code="invalid_model_for_endpoint",
+        )
+    return ref
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
+    def body() -> Iterator[str]:
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+@router.post("/chat/completions", response_model=None)
+def chat_completions(
+    body: ChatCompletionRequest, session: SessionDep, state: StateDep, tenant_id: TenantDep
+) -> Any:
+    ref = _ref(session, state, tenant_id, body.model, need="generate")
+    messages = [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        for m in body.messages
+    ]
+    opts = dict(
+        max_tokens=body.token_limit(),
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stop_list(),
+        seed=body.seed,
+    )
+    cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+    if not body.stream:
+        out = state.serving.chat(ref, messages, **opts)
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": out.text},
+                    "logprobs": None,
+                    "finish_reason": out.finish_reason,
+                }
+            ],
+            "usage": _usage(out.prompt_tokens, out.completion_tokens),
+        }
+    deltas = state.serving.stream_chat(ref, messages, **opts)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunks() -> Iterator[dict[str, Any]]:
+        base = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": body.model,
+        }
+        yield {
+            **base,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            ],
+        }
+        last = None
+        for d in deltas:
+            last = d
+            delta = {"content": d.text} if d.text else {}
+            if d.text or d.finish_reason:
+                yield {
+                    **base,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": d.finish_reason}],
+                }
+        if include_usage and last is not None:
+            yield {
+                **base,
+                "choices": [],
+                "usage": _usage(last.prompt_tokens, last.completion_tokens),
+            }
+
+    return _sse(chunks())
+
+
+@router.post("/completions", response_model=None)
+def completions(
+    body: CompletionRequest, session: SessionDep, state: StateDep, tenant_id: TenantDep
+) -> Any:
+    ref = _ref(session, state, tenant_id, body.model, need="generate")
+    opts = dict(
+        max_tokens=body.token_limit(),
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stop_list(),
+        seed=body.seed,
+    )
+    cid, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
+    base = {"id": cid, "object": "text_completion", "created": created, "model": body.model}
+    if not body.stream:
+        out = state.serving.complete(ref, body.prompt, **opts)
+        return {
+            **base,
+            "choices": [
+                {"index": 0, "text": out.text, "logprobs": None, "finish_reason": out.finish_reason}
+            ],
+            "usage": _usage(out.prompt_tokens, out.completion_tokens),
+        }
+    deltas = state.serving.stream_complete(ref, body.prompt, **opts)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunks() -> Iterator[dict[str, Any]]:
+        last = None
+        for d in deltas:
+            last = d
+            if d.text or d.finish_reason:
+                yield {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "text": d.text,
+                            "logprobs": None,
+                            "finish_reason": d.finish_reason,
+                        }
+                    ],
+                }
+        if include_usage and last is not None:
+            yield {
+                **base,
+                "choices": [],
+                "usage": _usage(last.prompt_tokens, last.completion_tokens),
+            }
+
+    return _sse(chunks())
+
+
+@router.post("/embeddings")
+def embeddings(
+    body: EmbeddingRequest, session: SessionDep, state: StateDep, tenant_id: TenantDep
+) -> dict[str, Any]:
+    if body.dimensions is not None:
+        raise InvalidRequestError(
+            "dimensions is not supported by these models; leave it out.", param="dimensions"
+        )
+    ref = _ref(session, state, tenant_id, body.model, need="embed")
+    inputs = [body.input] if isinstance(body.input, str) else body.input
+    vectors, tokens = state.serving.embed(ref, inputs)
+
+    def encode(v: list[float]) -> Any:
+        if body.encoding_format == "base64":
+            return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
+        return v
+
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode(v)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": body.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+@router.post("/classifications")
+def classifications(
+    body: ClassificationRequest, session: SessionDep, state: StateDep, tenant_id: TenantDep
+) -> dict[str, Any]:
+    ref = _ref(session, state, tenant_id, body.model, need="classify")
+    inputs = [body.input] if isinstance(body.input, str) else body.input
+    results, tokens = state.serving.classify(ref, inputs)
+    return {
+        "object": "list",
+        "model": body.model,
+        "data": [{"index": i, **r} for i, r in enumerate(results)],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

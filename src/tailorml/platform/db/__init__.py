@@ -1,0 +1,1 @@
+"""Database: SQLAlchemy models, engine set-up, Alembic migrations."""

@@ -1,0 +1,103 @@
+"""What a running job sees: its spec, an event sink, checkpoints, and a stop flag.
+
+Job kinds (``register("job_kind", name)``) are plain functions
+``run(ctx) -> result dict``. They call the libraries with ``ctx.emit`` as
+the progress callback and ``ctx.should_stop`` as the cancellation check.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tailorml.platform.db.engine import session_scope
+from tailorml.platform.db.models import Checkpoint, Tenant
+from tailorml.platform.jobs.queue import add_event
+from tailorml.platform.settings import Settings
+from tailorml.platform.storage import LocalStorage
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    tenant_id: str
+    spec: dict[str, Any]
+    attempt: int
+    settings: Settings
+    sessions: sessionmaker[Session]
+    storage: LocalStorage
+    stop: threading.Event = field(default_factory=threading.Event)
+    _last_metrics: float = 0.0
+
+    @property
+    def work_dir(self) -> Path:
+        path = self.settings.jobs_dir / self.job_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def tenant_name(self) -> str:
+        with session_scope(self.sessions) as s:
+            tenant = s.get(Tenant, self.tenant_id)
+            assert tenant is not None
+            return tenant.name
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Store one library event (``type`` message or metrics) as a job event."""
+        kind = event.get("type", "message")
+        if kind == "metrics":
+            data = {k: v for k, v in event.items() if k != "type"}
+            parts = [f"Step {data.get('step')}/{data.get('total_steps')}"]
+            for key in ("train_loss", "valid_loss", "valid_accuracy"):
+                if data.get(key) is not None:
+                    parts.append(f"{key}={data[key]:.4f}")
+            message = ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
+            with session_scope(self.sessions) as s:
+                add_event(s, self.job_id, message, type="metrics", data=data)
+            self._last_metrics = time.time()
+            return
+        with session_scope(self.sessions) as s:
+            add_event(
+                s,
+                self.job_id,
+                str(event.get("message", "")),
+                level=str(event.get("level", "info")),
+                data={k: v for k, v in event.items() if k not in ("type", "message", "level")}
+                or None,
+            )
+
+    def record_checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
+        with session_scope(self.sessions) as s:
+            s.add(Checkpoint(job_id=self.job_id, step=step, path=str(path), metrics=metrics))
+            add_event(s, self.job_id, f"Checkpoint saved at step {step}.", data={"step": step})
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The newest recorded checkpoint whose files still exist (for resuming)."""
+        with session_scope(self.sessions) as s:
+            rows = s.scalars(
+                select(Checkpoint)
+                .where(Checkpoint.job_id == self.job_id)
+                .order_by(Checkpoint.step.desc())
+            ).all()
+            for row in rows:
+                if Path(row.path).is_dir():
+                    return row
+        return None
+
+    def update_spec(self, **values: Any) -> None:
+        """Merge resolved values (for example "auto" hyperparameters) into the job's spec."""
+        from tailorml.platform.db.models import Job
+
+        with session_scope(self.sessions) as s:
+            job = s.get(Job, self.job_id)
+            assert job is not None
+            job.spec = {**job.spec, **values}
+            self.spec = dict(job.spec)

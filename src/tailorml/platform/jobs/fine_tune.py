@@ -1,0 +1,117 @@
+"""The ``fine_tune`` job kind: materialize the base, read the files, train, register the model.
+
+Everything the job produces lives in ``<data>/jobs/<job id>/``: checkpoints
+while it runs, ``model/`` when it succeeds. A restarted job resumes from
+the newest checkpoint recorded in the database, so a killed worker loses at
+most the steps since that checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tailorml.platform.db.engine import session_scope
+from tailorml.platform.db.models import Model
+from tailorml.platform.jobs.context import JobContext
+from tailorml.records import read_records
+from tailorml.registry import register
+
+
+def choose_method(task: str, requested: str) -> str:
+    """``supervised`` (OpenAI's name) means: full fine-tune for encoders, LoRA for decoders."""
+    if requested in ("full", "lora"):
+        return requested
+    return "full" if task in ("classification", "embedding") else "lora"
+
+
+@register("job_kind", "fine_tune")
+def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
+    from tailorml.train.hyperparams import resolve_hyperparameters
+    from tailorml.train.loop import TrainSpec, train
+    from tailorml.train.sources import materialize
+
+    spec = ctx.spec
+    settings = ctx.settings
+    ctx.emit({"message": f"Preparing base model {spec['model']}."})
+    base = materialize(
+        spec["model"],
+        settings.model_cache_dir,
+        allow_paths=settings.allow_model_paths,
+        allow_hub=settings.allow_hub_models,
+        progress=lambda m: ctx.emit({"message": m}),
+    )
+    task = spec["task"]
+    train_records = read_records(ctx.storage.path(spec["training_file_key"]), task)  # type: ignore[arg-type]
+    valid_records = None
+    if spec.get("validation_file_key"):
+        valid_records = read_records(ctx.storage.path(spec["validation_file_key"]), task)  # type: ignore[arg-type]
+
+    method_cfg = spec.get("method") or {}
+    method = choose_method(task, method_cfg.get("type", "supervised"))
+    hp_in = spec.get("hyperparameters") or {}
+    hp = resolve_hyperparameters(
+        task=task,
+        method=method,
+        n_train=len(train_records),
+        n_epochs=hp_in.get("n_epochs", "auto"),
+        batch_size=hp_in.get("batch_size", "auto"),
+        learning_rate_multiplier=hp_in.get("learning_rate_multiplier", "auto"),
+    )
+    ctx.update_spec(
+        resolved_hyperparameters={
+            "n_epochs": hp.n_epochs,
+            "batch_size": hp.batch_size,
+            "learning_rate_multiplier": hp.learning_rate_multiplier,
+        },
+        resolved_method=method,
+    )
+    lora = method_cfg.get("lora") or {}
+    tspec = TrainSpec(
+        task=task,
+        method=method,
+        n_epochs=hp.n_epochs,
+        batch_size=hp.batch_size,
+        learning_rate=hp.learning_rate,
+        seed=int(spec.get("seed") or 42),
+        **{
+            k: lora[k]
+            for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+            if k in lora
+        },
+    )
+    checkpoint = ctx.latest_checkpoint()
+    resume_from = Path(checkpoint.path) if checkpoint else None
+    if checkpoint:
+        ctx.emit({"message": f"Resuming from the checkpoint at step {checkpoint.step}."})
+    result = train(
+        tspec,
+        base,
+        train_records,
+        valid_records,
+        ctx.work_dir,
+        on_event=ctx.emit,
+        on_checkpoint=lambda info: ctx.record_checkpoint(info.step, info.path, info.metrics),
+        should_stop=ctx.should_stop,
+        resume_from=resume_from,
+    )
+    name = spec["fine_tuned_model"]
+    with session_scope(ctx.sessions) as s:
+        s.merge(
+            Model(
+                id=name,
+                tenant_id=ctx.tenant_id,
+                job_id=ctx.job_id,
+                base=base.name,
+                task=task,
+                path=str(result.model_dir),
+            )
+        )
+    ctx.emit({"message": f"New fine-tuned model created: {name}"})
+    return {
+        "fine_tuned_model": name,
+        "trained_tokens": result.trained_tokens,
+        "metrics": result.metrics,
+        "steps": result.steps,
+        "labels": result.labels,
+    }

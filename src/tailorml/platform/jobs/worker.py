@@ -1,0 +1,133 @@
+"""The worker process: claims jobs, keeps their lease alive, runs them, records the outcome.
+
+``tailor worker`` runs one; ``tailor serve`` starts ``TAILOR_WORKERS`` of
+them beside the API. Several workers on several machines may share one
+PostgreSQL database. A heartbeat thread renews the lease and turns a
+cancellation request (or a lost lease) into the stop flag the job polls, so
+cancelling stops training within a couple of heartbeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import traceback
+import uuid
+
+from tailorml import registry
+from tailorml.errors import JobCancelledError, TailorError
+from tailorml.platform.db.engine import make_engine, make_sessionmaker
+from tailorml.platform.jobs import queue
+from tailorml.platform.jobs.context import JobContext
+from tailorml.platform.settings import Settings
+from tailorml.platform.storage import LocalStorage
+
+log = logging.getLogger("tailorml.worker")
+
+
+def _load_job_kinds() -> None:
+    # Registration happens on import; job kinds live beside this module.
+    from tailorml.platform.jobs import fine_tune  # noqa: F401
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, worker_id: str | None = None):
+        self.settings = settings
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.engine = make_engine(settings.resolved_database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.storage = LocalStorage(settings.data_dir)
+        self.shutdown = threading.Event()
+        _load_job_kinds()
+
+    def run(self, *, max_jobs: int | None = None) -> int:
+        """Work until ``shutdown`` is set (or ``max_jobs`` are done); return the jobs run."""
+        done = 0
+        log.info("worker %s started", self.worker_id)
+        while not self.shutdown.is_set() and (max_jobs is None or done < max_jobs):
+            claimed = queue.claim(
+                self.sessions, worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds
+            )
+            if claimed is None:
+                self.shutdown.wait(self.settings.poll_seconds)
+                continue
+            self.execute(claimed)
+            done += 1
+        return done
+
+    def execute(self, claimed: queue.Claim) -> None:
+        ctx = JobContext(
+            job_id=claimed.job_id,
+            tenant_id=claimed.tenant_id,
+            spec=claimed.spec,
+            attempt=claimed.attempt,
+            settings=self.settings,
+            sessions=self.sessions,
+            storage=self.storage,
+        )
+        lost = threading.Event()
+        beat_done = threading.Event()
+
+        def heartbeat() -> None:
+            while not beat_done.wait(self.settings.heartbeat_seconds):
+                owner, cancel = queue.renew(
+                    self.sessions,
+                    job_id=claimed.job_id,
+                    worker_id=self.worker_id,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+                if not owner:
+                    lost.set()
+                if cancel or not owner or self.shutdown.is_set():
+                    ctx.stop.set()
+
+        beat = threading.Thread(target=heartbeat, name=f"heartbeat-{claimed.job_id}", daemon=True)
+        beat.start()
+        finish = dict(factory=self.sessions, job_id=claimed.job_id, worker_id=self.worker_id)
+        try:
+            run = registry.lookup("job_kind", claimed.kind)
+            result = run(ctx)
+        except JobCancelledError:
+            if not lost.is_set() and not self.shutdown.is_set():
+                queue.finish(**finish, status="cancelled", message="Job cancelled.")
+            # On shutdown the job stays running; its lease expires and it resumes elsewhere.
+        except TailorError as exc:
+            error = {"code": exc.code, "message": exc.message, "param": exc.param}
+            queue.finish(
+                **finish, status="failed", error=error, message=f"Job failed: {exc.message}"
+            )
+        except Exception as exc:  # process boundary: record the failure, keep the worker alive
+            log.error("job %s crashed:\n%s", claimed.job_id, traceback.format_exc())
+            error = {
+                "code": "internal_error",
+                "message": f"{type(exc).__name__}: {exc}",
+                "param": None,
+            }
+            queue.finish(
+                **finish, status="failed", error=error, message=f"Job failed: {error['message']}"
+            )
+        else:
+            queue.finish(
+                **finish,
+                status="succeeded",
+                result=result,
+                message="The job has successfully completed.",
+            )
+        finally:
+            beat_done.set()
+            beat.join()
+
+
+def run_worker(settings: Settings) -> None:
+    """Entry point of ``tailor worker``: stop cleanly on SIGTERM/SIGINT."""
+    worker = Worker(settings)
+
+    def _stop(signum: int, _frame: object) -> None:
+        worker.shutdown.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run()

@@ -1,0 +1,1 @@
+"""Training: the base-model catalog and sources, tasks, the training loop, LoRA, checkpoints."""

@@ -1,0 +1,148 @@
+"""What a run writes to disk: model folders and resumable checkpoints.
+
+A model folder (the final ``out_dir/model`` and the weights part of every
+checkpoint) holds the weights as safetensors (the whole model for a full
+fine-tune, the peft adapter for LoRA), the tokenizer and
+``tailor_model.json``, the manifest the serving engine reads. A checkpoint
+(``out_dir/checkpoints/step-<N>``) adds what the loop needs to continue
+exactly: optimizer, scheduler and RNG states, and ``trainer_state.json``
+(step, data position, metrics so far). Everything is written atomically and
+only the newest ``KEEP_CHECKPOINTS`` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tailorml.errors import InvalidRequestError
+from tailorml.train.atomic import atomic_directory
+
+if TYPE_CHECKING:
+    import torch
+
+MANIFEST = "tailor_model.json"
+STATE = "trainer_state.json"
+KEEP_CHECKPOINTS = 2
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class CheckpointInfo:
+    """Passed to ``on_checkpoint`` after a checkpoint is safely on disk."""
+
+    step: int
+    path: Path
+    metrics: dict[str, Any]
+
+
+@dataclass
+class TrainerState:
+    """The loop's position and history, as stored in ``trainer_state.json``."""
+
+    step: int
+    epoch: int  # the epoch the next step belongs to
+    batch_in_epoch: int  # index of the next batch within that epoch's order
+    total_steps: int
+    trained_tokens: int
+    fingerprint: dict[str, Any]
+    base_metrics: dict[str, Any] = field(default_factory=dict)
+    last_eval: dict[str, Any] = field(default_factory=dict)
+    train_losses: list[float] = field(default_factory=list)
+
+
+def write_model_folder(folder: Path, model: Any, tokenizer: Any, manifest: dict[str, Any]) -> None:
+    """Weights (adapter only for a peft model), tokenizer and manifest into ``folder``."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    """The ``tailor_model.json`` of a trained model folder."""
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        raise InvalidRequestError(
+            f"{model_dir} has no {MANIFEST}; it is not a folder written by tailorml.train."
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put torch's generators back where a checkpoint left them (dropout draws from them)."""
+    import torch
+
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    out_dir: Path,
+    state: TrainerState,
+    *,
+    model: Any,
+    tokenizer: Any,
+    manifest: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> Path:
+    """Write ``out_dir/checkpoints/step-<N>`` atomically, drop old ones, return its path."""
+    import torch
+
+    dest = Path(out_dir) / "checkpoints" / f"step-{state.step}"
+    with atomic_directory(dest) as tmp:
+        write_model_folder(tmp, model, tokenizer, manifest)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(_rng_state(), tmp / "rng_state.pt")
+        (tmp / STATE).write_text(json.dumps(state.__dict__, indent=2), encoding="utf-8")
+    prune_checkpoints(dest.parent, keep=KEEP_CHECKPOINTS)
+    return dest
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Finished checkpoints in ``folder``, oldest first."""
+    if not Path(folder).is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in Path(folder).iterdir() if (m := _STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(folder: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints."""
+    for old in list_checkpoints(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(path: Path) -> tuple[TrainerState, dict[str, Any], dict[str, Any], dict]:
+    """``(state, optimizer state, scheduler state, RNG state)`` of a checkpoint folder."""
+    import torch
+
+    path = Path(path)
+    if not (path / STATE).is_file():
+        raise InvalidRequestError(
+            f"{path} is not a checkpoint (no {STATE}); resume from a folder under "
+            "out_dir/checkpoints/.",
+            param="resume_from",
+        )
+    state = TrainerState(**json.loads((path / STATE).read_text(encoding="utf-8")))
+    # weights_only: these files hold tensors and plain containers only, and
+    # refusing anything else keeps a tampered checkpoint from running code.
+    optimizer = torch.load(path / "optimizer.pt", weights_only=True)
+    scheduler = torch.load(path / "scheduler.pt", weights_only=True)
+    rng = torch.load(path / "rng_state.pt", weights_only=True)
+    return state, optimizer, scheduler, rng

@@ -1,0 +1,53 @@
+"""Validation during training: the mean loss (and accuracy) over held-out examples.
+
+Batch losses are means over their own items (examples for a classifier,
+trained tokens for a decoder), so they are weighted back by those counts:
+the result is the mean over all items, whatever the batching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tailorml.errors import JobCancelledError
+from tailorml.train.batching import eval_batches
+from tailorml.train.tasks import Example, TrainTask
+
+EVAL_BATCH_FACTOR = 2  # no gradients are kept, so a batch can be larger
+
+
+def evaluate(
+    task: TrainTask,
+    model: Any,
+    examples: list[Example],
+    pad_id: int,
+    batch_size: int,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, float | None]:
+    """``{"valid_loss", "valid_accuracy"}``; both None without examples, accuracy None for SFT."""
+    import torch
+
+    if not examples:
+        return {"valid_loss": None, "valid_accuracy": None}
+    model.eval()
+    total_loss, total_weight, correct, counted = 0.0, 0, 0, False
+    with torch.no_grad():
+        lengths = [len(e.input_ids) for e in examples]
+        for batch in eval_batches(lengths, batch_size * EVAL_BATCH_FACTOR):
+            if should_stop():
+                raise JobCancelledError("Training was cancelled during validation.")
+            score = task.score(model, task.collate([examples[i] for i in batch], pad_id))
+            if score.weight == 0:
+                continue
+            total_loss += float(score.loss) * score.weight
+            total_weight += score.weight
+            if score.correct is not None:
+                correct += score.correct
+                counted = True
+    if total_weight == 0:
+        return {"valid_loss": None, "valid_accuracy": None}
+    return {
+        "valid_loss": total_loss / total_weight,
+        "valid_accuracy": correct / total_weight if counted else None,
+    }

@@ -1,0 +1,140 @@
+"""What a training task is: how it loads a model, encodes records and scores a batch.
+
+The training loop (``tailorml.train.loop``) is the same for every task; a
+task supplies the parts that differ. Tasks register as
+``register("task", name)`` beside their code (``classification.py``,
+``sft.py``); ``load_task(name)`` returns an instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from tailorml.errors import InvalidRequestError
+from tailorml.registry import lookup, names
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from tailorml.records import Record
+
+IGNORE_INDEX = -100  # the label value torch's cross-entropy skips
+
+
+@dataclass(slots=True)
+class Example:
+    """One encoded record: token ids and either token labels or a class id."""
+
+    input_ids: list[int]
+    target: list[int] | int
+
+    @property
+    def trained_tokens(self) -> int:
+        """Tokens that carry a label (what OpenAI bills as trained tokens, per epoch)."""
+        if isinstance(self.target, int):
+            return len(self.input_ids)
+        return sum(1 for t in self.target if t != IGNORE_INDEX)
+
+
+@dataclass(slots=True)
+class BatchScore:
+    """The loss of one batch, the weight to average it with, and (classification) hits."""
+
+    loss: torch.Tensor
+    weight: int
+    correct: int | None = None
+
+
+class TrainTask:
+    """Base of the registered tasks; subclasses fill in the class attributes and methods."""
+
+    name: ClassVar[str]
+    architecture: ClassVar[str]
+    record_type: ClassVar[type]
+    peft_task_type: ClassVar[str]  # a peft.TaskType name
+
+    def labels(self, records: list[Record]) -> list[str] | None:
+        """The sorted class names a classifier predicts, or None for generative tasks."""
+        return None
+
+    def load_model(self, path: Path, labels: list[str] | None) -> PreTrainedModel:
+        raise NotImplementedError
+
+    def encode(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        records: list[Record],
+        labels: list[str] | None,
+        max_length: int,
+    ) -> tuple[list[Example], list[str]]:
+        """Encode records; return the examples and a reason for each record left out."""
+        raise NotImplementedError
+
+    def collate(self, examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+        """Pad a batch to its longest example (right padding, with an attention mask)."""
+        import torch
+
+        width = max(len(e.input_ids) for e in examples)
+        ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, e in enumerate(examples):
+            ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
+            mask[row, : len(e.input_ids)] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if isinstance(examples[0].target, int):
+            batch["labels"] = torch.tensor([e.target for e in examples], dtype=torch.long)
+        else:
+            labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+            for row, e in enumerate(examples):
+                labels[row, : len(e.target)] = torch.tensor(e.target)
+            batch["labels"] = labels
+        return batch
+
+    def score(self, model: Any, batch: dict[str, torch.Tensor]) -> BatchScore:
+        raise NotImplementedError
+
+    def split(
+        self, records: list[Record], fraction: float, seed: int
+    ) -> tuple[list[Record], list[Record]]:
+        """Hold out about ``fraction`` of the records for validation, seeded.
+
+        Returns ``(train, [])`` when the set is too small to spare a record.
+        """
+        n_valid = round(len(records) * fraction)
+        if n_valid < 1 or len(records) - n_valid < 1:
+            return list(records), []
+        order = np.random.default_rng(seed).permutation(len(records))
+        held = set(order[:n_valid].tolist())
+        return (
+            [r for i, r in enumerate(records) if i not in held],
+            [r for i, r in enumerate(records) if i in held],
+        )
+
+    def check_records(self, records: list[Record], what: str) -> None:
+        """Refuse records of another task, naming the first one."""
+        for i, record in enumerate(records):
+            if not isinstance(record, self.record_type):
+                raise InvalidRequestError(
+                    f"{what} record {i + 1} is a {record.task} record, but the job's task is "
+                    f"{self.name}; upload a {self.name} file or change the task.",
+                    param=what,
+                )
+
+
+def load_task(name: str) -> TrainTask:
+    """An instance of the task registered as ``name``."""
+    # The built-in tasks register when their modules are imported.
+    from tailorml.train import classification, sft  # noqa: F401
+
+    if name not in names("task"):
+        raise InvalidRequestError(
+            f"TailorML cannot train the task {name!r} yet; choose one of: "
+            f"{', '.join(names('task'))}.",
+            param="task",
+        )
+    return lookup("task", name)()
