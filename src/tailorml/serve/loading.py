@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tailorml.errors import ModelUnavailableError
+from tailorml.errors import InvalidRequestError, ModelUnavailableError
 from tailorml.serve.models import ModelRef
 
 HEADS = ("causal_lm", "encoder", "classifier")
@@ -66,7 +66,9 @@ def base_spec(ref: ModelRef) -> BaseSpec:
         return BaseSpec(str(ref.base_path.resolve()), head)
     if any(a.endswith("ForSequenceClassification") for a in _config_architectures(ref.path)):
         return BaseSpec(str(ref.path.resolve()), "classifier")
-    return BaseSpec(str(ref.path.resolve()), "causal_lm" if ref.architecture == "decoder" else "encoder")
+    return BaseSpec(
+        str(ref.path.resolve()), "causal_lm" if ref.architecture == "decoder" else "encoder"
+    )
 
 
 def adapter_name(ref: ModelRef) -> str | None:
@@ -141,9 +143,24 @@ class LoadedModel:
             return list(tok(text, add_special_tokens=special)["input_ids"])
 
     def render_chat(self, adapter: str | None, messages: list[dict[str, str]]) -> str:
+        """The prompt text for ``messages`` under the model's own chat template."""
+        from jinja2 import TemplateError
+
         tok = self.tokenizer(adapter)
-        with self._tok_lock:
-            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if not getattr(tok, "chat_template", None):
+            raise InvalidRequestError(
+                "This model has no chat template, so it cannot take messages; call "
+                "completions with a prompt instead, or fine-tune it for chat.",
+                param="messages",
+            )
+        try:
+            with self._tok_lock:
+                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except TemplateError as exc:
+            # Templates raise to enforce their rules (e.g. alternating roles).
+            raise InvalidRequestError(
+                f"The model's chat template refused these messages: {exc}", param="messages"
+            ) from exc
         return str(text)
 
     # -- adapters (call with self.lock held) --------------------------------

@@ -46,7 +46,9 @@ class ModelRef:
     def __post_init__(self) -> None:
         problems = []
         if self.architecture not in ARCHITECTURES:
-            problems.append(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+            problems.append(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
         if self.method is not None and self.method not in METHODS:
             problems.append(f"method must be one of {METHODS}, got {self.method!r}")
         if self.method == "lora" and self.base_path is None:
@@ -161,5 +163,7 @@ def _from_config(key: str, path: Path) -> ModelRef:
         task=task,
         method="full",
         labels=labels,
-        context_length=context if isinstance(context, int) and context > 0 else DEFAULT_CONTEXT_LENGTH,
+        context_length=context
+        if isinstance(context, int) and context > 0
+        else DEFAULT_CONTEXT_LENGTH,
     )

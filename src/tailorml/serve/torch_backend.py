@@ -60,8 +60,8 @@ class TorchBackend:
             with model.lock:
                 model.activate(adapter)
                 with torch.inference_mode():
-                    out = model.model(input_ids=ids, past_key_values=cache, use_cache=True, **extra)
-            cache = out.past_key_values
+                    out = model.model(input_ids=ids, cache=cache, use_cache=True, **extra)
+            cache = out.cache
             scores = out.logits[:, -1, :].float()
             if params.temperature == 0:
                 token = int(scores.argmax(dim=-1).item())

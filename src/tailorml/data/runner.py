@@ -1,0 +1,316 @@
+"""The runner: plan a recipe into stages, run them shard by shard, resume, report.
+
+Consecutive Mapper/Filter steps form one *streaming* stage, split into
+``shards`` shards that an executor runs in parallel; each GlobalStep
+(deduplication, label quality, augmentation) is a stage of its own.
+
+Global stages gather everything in one task: the step's ``run`` sees the
+merged stream of the previous stage's shards, and its output is dealt back
+into ``shards`` parts for the next streaming stage. This is the simple
+choice: correct for any GlobalStep and fine up to what one process holds
+(the runner also keeps each input record until the step answers for it, so
+nothing is lost). Datatrove instead splits MinHash dedup into signature,
+bucket and cluster stages that each shard in parallel; that scales further
+but needs every global operator to be written as several stages.
+
+Layout of ``output_dir``::
+
+    data/part-00000.jsonl      the cleaned records (fields + "_meta")
+    removed/<stage>-00000.jsonl every removed record with op and reason
+    report.json, report.html   the data report
+    _work/<stage>/part-*.jsonl  intermediate stage outputs
+    _done/<stage>-00000         completion markers (holding the shard's stats)
+
+A shard writes its files atomically and then its marker, so a rerun with
+the same recipe and inputs skips finished shards and redoes the rest; a
+changed recipe or input starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tailorml.data.core import Document, GlobalStep
+from tailorml.data.readers import ReadOptions, Shard, expand_inputs, read_documents
+from tailorml.data.recipe import Recipe, Step, load_recipe
+from tailorml.data.trace import OpStats, Profile, Trace, apply_global, apply_stream, screen_reads
+from tailorml.data.writers import OutputFormat, dumps, open_writer, write_text_atomic
+from tailorml.executors import Executor, get_executor
+
+log = logging.getLogger(__name__)
+Progress = Callable[[dict[str, Any]], None]
+_OWNED = ("data", "removed", "_work", "_done")  # the only folders a fresh start deletes
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    kind: Literal["stream", "global"]
+    steps: tuple[Step, ...]
+
+
+def plan_stages(steps: list[Step]) -> list[Stage]:
+    """Group steps: runs of Mapper/Filter become one streaming stage, each GlobalStep its own."""
+    groups: list[tuple[str, list[Step]]] = []
+    for step in steps:
+        if issubclass(step.cls, GlobalStep):
+            groups.append(("global", [step]))
+        elif groups and groups[-1][0] == "stream":
+            groups[-1][1].append(step)
+        else:
+            groups.append(("stream", [step]))
+    stages = []
+    for k, (kind, group) in enumerate(groups):
+        label = "+".join(s.op for s in group)
+        name = f"s{k}-{label if len(label) <= 40 else label[:37] + '...'}"
+        stages.append(Stage(name, kind, tuple(group)))  # type: ignore[arg-type]
+    return stages
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything one shard needs; picklable, so any executor can ship it."""
+
+    stage: str
+    kind: Literal["stream", "global"]
+    shard: Shard
+    inputs: tuple[str, ...]
+    read: ReadOptions
+    steps: tuple[Step, ...]
+    outputs: tuple[str, ...]
+    removed: str
+    marker: str
+    output_format: OutputFormat
+    first: bool
+    last: bool
+
+
+def run_shard(task: ShardTask) -> dict[str, Any]:
+    """Run one shard: read, apply the steps, write outputs and removed records, then the marker."""
+    ops = [(s.index, s.op, s.build()) for s in task.steps]
+    for _, _, op in ops:
+        op.setup()
+    trace = Trace(Path(task.removed))
+    writers = [open_writer(Path(p), task.output_format) for p in task.outputs]
+    before, after = Profile(), Profile()
+    docs = read_documents([Path(p) for p in task.inputs], task.read, task.shard)
+    if task.first:
+        docs = _profiled(screen_reads(docs, trace), before)
+    if task.kind == "stream":
+        out = apply_stream(docs, ops, trace)
+    else:
+        index, name, op = ops[0]
+        out = apply_global(docs, index, name, op, trace)  # type: ignore[arg-type]
+    written, ok = 0, False
+    try:
+        for doc in out:
+            writers[(written // task.shard.chunk) % len(writers)].write(doc)
+            written += 1
+            if task.last:
+                after.add(doc)
+        ok = True
+    finally:
+        for writer in writers:
+            writer.close(ok)
+        trace.close(ok)
+    result = {
+        "stage": task.stage,
+        "rank": task.shard.rank,
+        "written": written,
+        "stats": [st.to_dict() for st in trace.stats.values()],
+        "before": before.to_dict() if task.first else None,
+        "after": after.to_dict() if task.last else None,
+    }
+    write_text_atomic(Path(task.marker), dumps(result))
+    return result
+
+
+def _profiled(docs: Any, profile: Profile) -> Any:
+    for doc in docs:
+        profile.add(doc)
+        yield doc
+
+
+@dataclass
+class RunResult:
+    """What a run produced; ``counts`` satisfies read + added == written + removed."""
+
+    output_files: list[Path]
+    stats: list[OpStats]
+    report_json: Path
+    report_html: Path
+    removed_dir: Path
+    removed_files: list[Path]
+    counts: dict[str, int]
+    shards_run: int = 0
+    shards_skipped: int = 0
+    stages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _fingerprint(recipe: Recipe, read: ReadOptions, files: list[Path], settings: dict) -> str:
+    inputs = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    body = dumps({"recipe": recipe.to_dict(), "read": read.model_dump(mode="json"),
+                  "inputs": inputs, **settings})  # fmt: skip
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _prepare(output_dir: Path, fingerprint: str, resume: bool) -> None:
+    """Keep finished shards of the same run; otherwise clear what a previous run left."""
+    stamp = output_dir / "_done" / "pipeline.json"
+    same = stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint
+    if not (resume and same):
+        if stamp.is_file():
+            log.info("recipe, inputs or settings changed (or resume is off): starting over")
+        for name in _OWNED:
+            shutil.rmtree(output_dir / name, ignore_errors=True)
+    for name in _OWNED:
+        for tmp in (output_dir / name).rglob("*.tmp-*"):
+            tmp.unlink()  # left by a crashed shard; its marker is missing so it reruns
+    write_text_atomic(stamp, dumps({"fingerprint": fingerprint}))
+
+
+def run_pipeline(
+    recipe: Recipe | str | Path,
+    inputs: list[Path],
+    output_dir: Path,
+    *,
+    executor: str | Executor = "local",
+    workers: int = 2,
+    shards: int | None = None,
+    chunk: int = 100,
+    read: ReadOptions | None = None,
+    output_format: OutputFormat = "jsonl",
+    resume: bool = True,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run ``recipe`` over ``inputs`` into ``output_dir``; resume finished shards if any.
+
+    ``shards`` (default ``workers``) splits the input into every ``shards``-th
+    chunk of ``chunk`` records. ``progress`` receives events
+    ``{"type": "progress", "stage", "done", "total", "records"}`` per finished
+    shard and ``{"type": "done", "report": path}`` at the end.
+    """
+    from tailorml.data.report import write_report
+
+    started = time.time()
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    read = read or recipe.read
+    files = [p for p, _ in expand_inputs([Path(p) for p in inputs], read.format)]
+    shards = shards or workers
+    ex = get_executor(executor, workers) if isinstance(executor, str) else executor
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"shards": shards, "chunk": chunk, "format": output_format}
+    _prepare(output_dir, _fingerprint(recipe, read, files, settings), resume)
+    emit = progress or (lambda event: None)
+    stages = plan_stages(recipe.steps)
+    results: list[dict[str, Any]] = []
+    stage_info: list[dict[str, Any]] = []
+    run = skipped = 0
+    prev: list[str] = [str(p) for p in files]
+    for k, stage in enumerate(stages):
+        first, last = k == 0, k == len(stages) - 1
+        folder = output_dir / ("data" if last else f"_work/{stage.name}")
+        suffix = "parquet" if last and output_format == "parquet" else "jsonl"
+        parts = [str(folder / f"part-{r:05d}.{suffix}") for r in range(shards)]
+        tasks = _tasks(stage, prev, parts, read if first else ReadOptions(format="jsonl"),
+                       first, last, shards, chunk, output_dir, output_format if last else "jsonl")  # fmt: skip
+        done = [json.loads(Path(t.marker).read_text()) for t in tasks if Path(t.marker).is_file()]
+        todo = [t for t in tasks if not Path(t.marker).is_file()]
+        records = sum(r["written"] for r in done)
+        counter = {"done": len(done), "records": records}
+        base = {"type": "progress", "stage": stage.name, "ops": [s.op for s in stage.steps]}
+        emit({**base, "done": len(done), "total": len(tasks), "records": records})
+
+        def on_done(_: int, result: dict[str, Any], base: dict = base, counter: dict = counter,
+                    total: int = len(tasks)) -> None:  # fmt: skip
+            counter["done"] += 1
+            counter["records"] += result["written"]
+            emit({**base, "done": counter["done"], "total": total, "records": counter["records"]})
+
+        names = [f"{t.stage}-{t.shard.rank}" for t in todo]
+        results += done + ex.map(run_shard, todo, on_done=on_done, names=names)
+        run, skipped = run + len(todo), skipped + len(done)
+        stage_info.append({"name": stage.name, "kind": stage.kind, "ops": base["ops"],
+                           "shards": len(tasks), "skipped": len(done)})  # fmt: skip
+        prev = parts
+    return _finish(recipe, files, output_dir, results, stage_info, run, skipped, started, emit)
+
+
+def _tasks(
+    stage: Stage, prev: list[str], parts: list[str], read: ReadOptions, first: bool, last: bool,
+    shards: int, chunk: int, output_dir: Path, fmt: OutputFormat,
+) -> list[ShardTask]:  # fmt: skip
+    def task(rank: int, shard: Shard, inputs: list[str], outputs: list[str]) -> ShardTask:
+        return ShardTask(
+            stage.name, stage.kind, shard, tuple(inputs), read, stage.steps, tuple(outputs),
+            str(output_dir / "removed" / f"{stage.name}-{rank:05d}.jsonl"),
+            str(output_dir / "_done" / f"{stage.name}-{rank:05d}"), fmt, first, last,
+        )  # fmt: skip
+
+    if stage.kind == "global":
+        return [task(0, Shard(0, 1, chunk), prev, parts)]
+    if first:  # every shard scans the raw inputs and keeps its own chunks
+        return [task(r, Shard(r, shards, chunk), prev, [parts[r]]) for r in range(shards)]
+    return [task(r, Shard(0, 1, chunk), [prev[r]], [parts[r]]) for r in range(shards)]
+
+
+def _finish(
+    recipe: Recipe, files: list[Path], output_dir: Path, results: list[dict[str, Any]],
+    stage_info: list[dict[str, Any]], run: int, skipped: int, started: float, emit: Progress,
+) -> RunResult:  # fmt: skip
+    from tailorml.data.report import write_report
+
+    merged: dict[int, OpStats] = {}
+    before, after = Profile(), Profile()
+    for result in results:
+        for raw in result["stats"]:
+            st = OpStats.from_dict(raw)
+            merged.setdefault(st.step, OpStats(st.op, st.step, st.kind)).merge(st)
+        if result["before"]:
+            before.merge(Profile.from_dict(result["before"]))
+        if result["after"]:
+            after.merge(Profile.from_dict(result["after"]))
+    stats = [merged[k] for k in sorted(merged)]
+    last = stage_info[-1]["name"]
+    counts = {
+        "read": merged[-1].docs_in if -1 in merged else 0,
+        "removed": sum(s.removed for s in stats),
+        "added": sum(s.added for s in stats),
+        "written": sum(r["written"] for r in results if r["stage"] == last),
+    }
+    if counts["read"] + counts["added"] != counts["written"] + counts["removed"]:
+        log.warning("record counts do not add up: %s", counts)  # a bug in an operator or here
+    outputs = sorted((output_dir / "data").glob("part-*"))
+    removed = sorted((output_dir / "removed").glob("*.jsonl"))
+    summary = {
+        "recipe": recipe.to_dict(),
+        "inputs": [str(p) for p in files],
+        "counts": counts,
+        "stages": stage_info,
+        "ops": [s.to_dict() for s in stats],
+        "before": before.to_dict(),
+        "after": after.to_dict(),
+        "outputs": [str(p) for p in outputs],
+        "removed_files": [str(p) for p in removed],
+        "seconds": round(time.time() - started, 3),
+    }
+    report_json, report_html = write_report(summary, output_dir)
+    emit({"type": "done", "report": str(report_html), "counts": counts})
+    return RunResult(
+        outputs, stats, report_json, report_html, output_dir / "removed", removed, counts,
+        run, skipped, stage_info,
+    )  # fmt: skip
+
+
+def iter_output(result: RunResult) -> list[Document]:
+    """Read a run's cleaned records back (tests and small jobs; large ones stream the files)."""
+    return list(read_documents(result.output_files)) if result.output_files else []

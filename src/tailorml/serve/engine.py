@@ -1,0 +1,306 @@
+"""The inference engine: chat, completions, embeddings and classification over local models.
+
+``Engine`` is what the platform's HTTP layer calls, from a thread pool, for
+every ``/v1`` request. It checks the request the way OpenAI does (same
+limits, same error wording), renders chat prompts with the chat template
+saved beside the model (the one it was trained with), counts tokens, cuts
+text at stop strings and streams; the registered serving backend does the
+arithmetic. Requests on one loaded model serialise on that model's lock,
+one forward pass at a time; requests on different models run in parallel.
+A non-streamed answer is the join of the streamed pieces, so both modes
+always agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import tailorml.serve.torch_backend  # noqa: F401  (registers the default "torch" backend)
+from tailorml.errors import ContextLengthExceededError, InvalidRequestError
+from tailorml.registry import lookup
+from tailorml.serve.backend import SamplingParams
+from tailorml.serve.cache import ModelCache
+from tailorml.serve.loading import LoadedModel, base_spec
+from tailorml.serve.models import ModelRef
+from tailorml.serve.requests import check_inputs, check_messages, check_sampling, stop_token_ids
+from tailorml.serve.textstream import IncrementalDecoder, StopStringCutter
+
+# What max_tokens=None generates at most: "up to the context" would let one
+# casual request occupy a model for thousands of steps.
+DEFAULT_MAX_TOKENS = 256
+
+
+@dataclass
+class Completion:
+    """A finished answer; ``finish_reason`` is "stop" (eos or stop string) or "length"."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class StreamDelta:
+    """One piece of a streamed answer; the last one has ``finish_reason`` set."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Engine:
+    """Serves ``ModelRef``s, keeping up to ``max_loaded`` base models in memory (thread-safe)."""
+
+    def __init__(
+        self,
+        max_loaded: int = 4,
+        device: str = "cpu",
+        *,
+        backend: str = "torch",
+        max_adapters_per_base: int = 16,
+    ) -> None:
+        self.device = device
+        self._backend = lookup("serving_backend", backend)()
+        self._cache = ModelCache(self._backend, device, max_loaded, max_adapters_per_base)
+
+    # -- generation ----------------------------------------------------------
+
+    def chat(
+        self,
+        ref: ModelRef,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop: list[str] | str | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        """Answer a conversation (OpenAI chat completions)."""
+        deltas = self.stream_chat(
+            ref, messages, max_tokens=max_tokens, temperature=temperature,
+            top_p=top_p, stop=stop, seed=seed,
+        )  # fmt: skip
+        return _join(deltas)
+
+    def complete(
+        self,
+        ref: ModelRef,
+        prompt: str,
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop: list[str] | str | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        """Continue a raw prompt (OpenAI legacy completions)."""
+        deltas = self.stream_complete(
+            ref, prompt, max_tokens=max_tokens, temperature=temperature,
+            top_p=top_p, stop=stop, seed=seed,
+        )  # fmt: skip
+        return _join(deltas)
+
+    def stream_chat(
+        self,
+        ref: ModelRef,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop: list[str] | str | None = None,
+        seed: int | None = None,
+    ) -> Iterator[StreamDelta]:
+        """Like ``chat``, in pieces. Every check runs before this returns, so a bad
+        request raises here rather than after the caller has started a stream."""
+        model, adapter = self._generator(ref)
+        rendered = model.render_chat(adapter, check_messages(messages))
+        # The template already wrote the special tokens the model was trained with.
+        ids = model.encode(adapter, rendered, special=False)
+        return self._start(ref, model, adapter, ids, "messages", max_tokens,
+                           temperature, top_p, stop, seed)  # fmt: skip
+
+    def stream_complete(
+        self,
+        ref: ModelRef,
+        prompt: str,
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop: list[str] | str | None = None,
+        seed: int | None = None,
+    ) -> Iterator[StreamDelta]:
+        """Like ``complete``, in pieces (checks run before this returns)."""
+        if not isinstance(prompt, str):
+            raise InvalidRequestError("'prompt' must be a string.", param="prompt")
+        model, adapter = self._generator(ref)
+        ids = model.encode(adapter, prompt, special=True)
+        return self._start(ref, model, adapter, ids, "prompt", max_tokens,
+                           temperature, top_p, stop, seed)  # fmt: skip
+
+    def _generator(self, ref: ModelRef) -> tuple[LoadedModel, str | None]:
+        spec = base_spec(ref)
+        if spec.head != "causal_lm":
+            raise InvalidRequestError(
+                f"Model {ref.key!r} is an {ref.architecture} model ({spec.head}) and cannot "
+                "generate text; use a chat or completion model, or call embeddings or "
+                "classifications with this one.",
+                param="model",
+            )
+        return self._cache.get(ref, spec)
+
+    def _start(
+        self,
+        ref: ModelRef,
+        model: LoadedModel,
+        adapter: str | None,
+        ids: list[int],
+        param: str,
+        max_tokens: int | None,
+        temperature: float,
+        top_p: float,
+        stop: list[str] | str | None,
+        seed: int | None,
+    ) -> Iterator[StreamDelta]:
+        stops = check_sampling(max_tokens, temperature, top_p, stop, seed)
+        limit = _context_limit(ref, model)
+        wanted = max_tokens if max_tokens is not None else 1
+        if not ids or len(ids) + wanted > limit:
+            if not ids:
+                raise InvalidRequestError(f"The {param} is empty; send some text.", param=param)
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {limit} tokens. However, you "
+                f"requested {len(ids) + wanted} tokens ({len(ids)} in the {param}, {wanted} "
+                f"in the completion). Please reduce the length of the {param} or completion.",
+                param=param,
+            )
+        if max_tokens is None:
+            max_tokens = min(DEFAULT_MAX_TOKENS, limit - len(ids))
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop_token_ids=stop_token_ids(model, model.tokenizer(adapter)),
+        )
+        return self._deltas(model, adapter, ids, params, stops)
+
+    def _deltas(
+        self,
+        model: LoadedModel,
+        adapter: str | None,
+        ids: list[int],
+        params: SamplingParams,
+        stops: list[str],
+    ) -> Iterator[StreamDelta]:
+        decoder = IncrementalDecoder(model.tokenizer(adapter))
+        cutter = StopStringCutter(stops)
+        n_prompt, n_out, finish, tail = len(ids), 0, "length", ""
+        tokens = self._backend.generate(model, adapter, ids, params)
+        try:
+            for token in tokens:
+                n_out += 1
+                if token in params.stop_token_ids:
+                    finish = "stop"
+                    break
+                piece = cutter.push(decoder.push(token))
+                if cutter.stopped:
+                    finish, tail = "stop", piece
+                    break
+                if piece:
+                    yield StreamDelta(piece, None, n_prompt, n_out)
+        finally:
+            # Also runs when the client stops reading: end the token loop now.
+            if hasattr(tokens, "close"):
+                tokens.close()
+        if not cutter.stopped:
+            tail = cutter.push(decoder.flush())
+            finish = "stop" if cutter.stopped else finish
+            tail += cutter.flush()
+        yield StreamDelta(tail, finish, n_prompt, n_out)
+
+    # -- encoders ------------------------------------------------------------
+
+    def embed(self, ref: ModelRef, inputs: list[str]) -> tuple[list[list[float]], int]:
+        """L2-normalised mean-pooled vectors for ``inputs``, and their token count."""
+        model, adapter = self._cache.get(ref)
+        batch = self._encode_inputs(ref, model, adapter, inputs)
+        return self._backend.embed(model, adapter, batch), sum(map(len, batch))
+
+    def classify(self, ref: ModelRef, inputs: list[str]) -> tuple[list[dict[str, Any]], int]:
+        """``{"label", "score", "scores"}`` per input (softmax), and the token count."""
+        spec = base_spec(ref)
+        if spec.head != "classifier":
+            raise InvalidRequestError(
+                f"Model {ref.key!r} is not a classifier; use a model fine-tuned on text/label "
+                "data (a classification fine-tuning job).",
+                param="model",
+            )
+        model, adapter = self._cache.get(ref, spec)
+        labels = ref.labels if adapter is not None and ref.labels else model.labels
+        batch = self._encode_inputs(ref, model, adapter, inputs)
+        results = []
+        for probs in self._backend.classify(model, adapter, batch):
+            names = labels if len(labels) == len(probs) else tuple(map(str, range(len(probs))))
+            best = max(range(len(probs)), key=probs.__getitem__)
+            scores = dict(zip(names, probs, strict=True))
+            results.append({"label": names[best], "score": probs[best], "scores": scores})
+        return results, sum(map(len, batch))
+
+    def _encode_inputs(
+        self, ref: ModelRef, model: LoadedModel, adapter: str | None, inputs: list[str]
+    ) -> list[list[int]]:
+        limit = _context_limit(ref, model)
+        batch = []
+        for i, text in enumerate(check_inputs(inputs)):
+            ids = model.encode(adapter, text, special=True)
+            if len(ids) > limit:
+                raise ContextLengthExceededError(
+                    f"This model's maximum context length is {limit} tokens, however input "
+                    f"{i} has {len(ids)} tokens. Please shorten or split that input.",
+                    param="input",
+                )
+            batch.append(ids)
+        return batch
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def count_tokens(self, ref: ModelRef, text_or_messages: str | list[dict[str, Any]]) -> int:
+        """Tokens a prompt (string) or a conversation (messages) costs on ``ref``."""
+        if isinstance(text_or_messages, str):
+            model, adapter = self._cache.get(ref)
+            return len(model.encode(adapter, text_or_messages, special=True))
+        model, adapter = self._generator(ref)
+        rendered = model.render_chat(adapter, check_messages(text_or_messages))
+        return len(model.encode(adapter, rendered, special=False))
+
+    def unload(self, key: str) -> bool:
+        """Free the model served as ``key`` (a base also frees its adapters)."""
+        return self._cache.unload(key)
+
+    def loaded(self) -> list[str]:
+        """Public ids of the models in memory now."""
+        return self._cache.loaded()
+
+
+def _context_limit(ref: ModelRef, model: LoadedModel) -> int:
+    positions = model.max_positions or math.inf
+    return int(min(ref.context_length, positions))
+
+
+def _join(deltas: Iterator[StreamDelta]) -> Completion:
+    parts: list[str] = []
+    last = None
+    for last in deltas:
+        parts.append(last.text)
+    assert last is not None and last.finish_reason is not None  # _deltas always ends so
+    return Completion(
+        "".join(parts), last.finish_reason, last.prompt_tokens, last.completion_tokens
+    )

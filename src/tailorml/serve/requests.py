@@ -1,0 +1,121 @@
+"""Checks on what a caller asks the engine for, with OpenAI's limits and a fix in each message.
+
+The HTTP layer validates bodies with pydantic too, but the engine is also
+called straight from Python and the CLI, so it refuses bad values itself
+rather than failing deep inside a forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tailorml.errors import InvalidRequestError
+
+MAX_STOPS = 4  # OpenAI's limit on stop strings
+
+
+def check_messages(messages: Any) -> list[dict[str, str]]:
+    """Chat messages as the template expects them: role and plain-text content.
+
+    OpenAI also accepts content as a list of parts; the text parts are joined
+    since the models served here read text only.
+    """
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequestError(
+            "'messages' must be a non-empty list of {role, content} objects.", param="messages"
+        )
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidRequestError(
+                f"messages[{i}] must be an object with a string 'role' and a 'content'.",
+                param="messages",
+            )
+        content = message.get("content")
+        if content is None:
+            content = ""
+        elif isinstance(content, list):
+            if not all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+                raise InvalidRequestError(
+                    f"messages[{i}].content has a non-text part; this model reads text only, "
+                    "so send text parts or a string.",
+                    param="messages",
+                )
+            content = "".join(str(p.get("text", "")) for p in content)
+        elif not isinstance(content, str):
+            raise InvalidRequestError(
+                f"messages[{i}].content must be a string or a list of text parts.",
+                param="messages",
+            )
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def check_sampling(
+    max_tokens: int | None,
+    temperature: float,
+    top_p: float,
+    stop: list[str] | str | None,
+    seed: int | None,
+) -> list[str]:
+    """Refuse out-of-range sampling options; return the stop strings as a list."""
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise InvalidRequestError(
+            f"max_tokens must be a positive integer or null, got {max_tokens!r}.",
+            param="max_tokens",
+        )
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        raise InvalidRequestError("temperature must be a number.", param="temperature")
+    if not 0 <= temperature <= 2:
+        raise InvalidRequestError(
+            f"temperature must be between 0 and 2, got {temperature}; use 0 for greedy decoding.",
+            param="temperature",
+        )
+    if isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0 < top_p <= 1:
+        raise InvalidRequestError(
+            f"top_p must be a number in (0, 1], got {top_p!r}.", param="top_p"
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InvalidRequestError(f"seed must be an integer, got {seed!r}.", param="seed")
+    stops = [stop] if isinstance(stop, str) else stop or []
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise InvalidRequestError("stop must be a string or a list of strings.", param="stop")
+    if len(stops) > MAX_STOPS:
+        raise InvalidRequestError(
+            f"stop takes at most {MAX_STOPS} strings, got {len(stops)}.", param="stop"
+        )
+    return stops
+
+
+def check_inputs(inputs: Any) -> list[str]:
+    """Texts to embed or classify: a non-empty list of non-empty strings."""
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidRequestError("'input' must be a string or a non-empty list of strings.",
+                                  param="input")  # fmt: skip
+    for i, text in enumerate(inputs):
+        if not isinstance(text, str) or not text:
+            raise InvalidRequestError(f"input[{i}] must be a non-empty string.", param="input")
+    return inputs
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """Token ids that end an answer: the model's eos ids, the tokenizer's, and ``<|im_end|>``.
+
+    ChatML models (SmolLM2, Qwen) end a turn with ``<|im_end|>`` even where
+    the config names another eos, so it always stops generation when the
+    vocabulary has it.
+    """
+    ids: set[int] = set()
+    config = getattr(model.model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids.update([eos] if isinstance(eos, int) else eos or [])
+    if isinstance(tokenizer.eos_token_id, int):
+        ids.add(tokenizer.eos_token_id)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)
+    return frozenset(ids)

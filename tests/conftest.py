@@ -1,0 +1,90 @@
+"""Fixtures shared by the whole suite: real data paths, tiny models, databases.
+
+Database tests run on SQLite always and on PostgreSQL where one answers on
+127.0.0.1:5432 (database ``test``), each test in its own schema so tests
+cannot see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+PG_ADMIN_URL = os.environ.get("TAILOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def shared_dataset(*parts: str) -> Path:
+    """A file of ../shared/datasets, or skip the test saying what is missing."""
+    path = SHARED_DATASETS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared datasets are not beside this checkout")
+    return path
+
+
+def _postgres_available() -> bool:
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    try:
+        dsn = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+_PG = None
+
+
+def postgres_available() -> bool:
+    global _PG
+    if _PG is None:
+        _PG = _postgres_available()
+    return _PG
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tailor.db'}"
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random BERT and Llama with the real MiniLM and SmolLM2 tokenizers, built once."""
+    from tailorml.train.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {
+        "encoder": build_tiny_model("encoder", root / "tiny-bert"),
+        "decoder": build_tiny_model("decoder", root / "tiny-llama"),
+    }
