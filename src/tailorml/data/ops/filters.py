@@ -168,6 +168,8 @@ class BlocklistFilter(Filter):
         for match in self._pattern.finditer(doc.text):
             found.append(match.group())
             if len(found) >= need:
-                return Verdict.drop(f"blocklist: matched {found[0]!r}" + (
-                    f" and {need - 1} more" if need > 1 else ""))
+                return Verdict.drop(
+                    f"blocklist: matched {found[0]!r}"
+                    + (f" and {need - 1} more" if need > 1 else "")
+                )
         return Verdict.ok()

@@ -81,5 +81,7 @@ class LanguageFilter(Filter):
         if self._keep is not None and lang not in self._keep:
             return Verdict.drop(f"language: {lang} ({score:.2f}) not in {sorted(self._keep)}")
         if score < self.params.min_score:
-            return Verdict.drop(f"language: {lang} score {score:.2f} < min_score {self.params.min_score}")
+            return Verdict.drop(
+                f"language: {lang} score {score:.2f} < min_score {self.params.min_score}"
+            )
         return Verdict.ok()

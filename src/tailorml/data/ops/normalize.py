@@ -14,6 +14,7 @@ the length and quality filters agree on.
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 from typing import Any, ClassVar
 
@@ -34,12 +35,18 @@ _ANY_SPACE_RE = regex.compile(r"\s+")
 _PUNCT_RE = regex.compile(r"[\p{P}\p{S}]+")
 # Scripts written without spaces between words, where a character is the unit.
 _CJK_CHAR_RE = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
-_WORD_OR_CJK_RE = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]|[^\s\p{Han}\p{Hiragana}\p{Katakana}]+")
+# A quick reject before the exact count above: stdlib ``re`` has no \p{Han}
+# but scans several times faster, so the main kana and CJK ideograph blocks
+# are listed by hand; text with none of them cannot be CJK.
+_CJK_BLOCKS_RE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_WORD_OR_CJK_RE = regex.compile(
+    r"[\p{Han}\p{Hiragana}\p{Katakana}]|[^\s\p{Han}\p{Hiragana}\p{Katakana}]+"
+)
 
 
 def is_cjk(text: str, min_fraction: float = 0.3) -> bool:
     """Whether at least ``min_fraction`` of the non-space characters are Han or kana."""
-    if text.isascii():
+    if text.isascii() or _CJK_BLOCKS_RE.search(text) is None:
         return False
     letters = len(text) - text.count(" ") - text.count("\n")
     if letters <= 0:

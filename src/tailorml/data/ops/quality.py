@@ -60,7 +60,12 @@ class QualityParams(BaseModel):
     max_top_ngram_char_ratio: dict[int, float] = {2: 0.20, 3: 0.18, 4: 0.16}
     """n -> the most frequent n-gram's share of the word characters."""
     max_dup_ngram_char_ratio: dict[int, float] = {
-        5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10,
+        5: 0.15,
+        6: 0.14,
+        7: 0.13,
+        8: 0.12,
+        9: 0.11,
+        10: 0.10,
     }
     """n -> share of word characters inside n-grams that occurred before."""
     cjk_aware: bool = True
@@ -89,9 +94,7 @@ def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
-def repetition_ratios(
-    words: list[str], top_ns: list[int], dup_ns: list[int]
-) -> dict[str, float]:
+def repetition_ratios(words: list[str], top_ns: list[int], dup_ns: list[int]) -> dict[str, float]:
     """Gopher's n-gram repetition measures of a word list, as shares of its characters.
 
     ``top_<n>``: characters of the most frequent n-gram times its count (0 if

@@ -35,12 +35,24 @@ class LoraOptions(BaseModel):
     lora_target_modules: list[str] | None = None
 
 
+class TrainingOptions(BaseModel):
+    """TailorML extension: finer control of the training run."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_length: int | None = Field(None, ge=8, description="Tokens per example (longer are cut).")
+    warmup_ratio: float | None = Field(None, ge=0.0, lt=1.0)
+    weight_decay: float | None = Field(None, ge=0.0)
+    eval_every: int | None = Field(None, ge=1, description="Steps between validations.")
+    checkpoint_every: int | None = Field(None, ge=1, description="Steps between checkpoints.")
+
+
 class Method(BaseModel):
     """OpenAI's ``method`` plus TailorML's choices: ``full`` or ``lora`` training."""
 
     model_config = ConfigDict(extra="ignore")
     type: Literal["supervised", "full", "lora"] = "supervised"
     lora: LoraOptions | None = None
+    training: TrainingOptions | None = None
     supervised: dict[str, Any] | None = None
 
 

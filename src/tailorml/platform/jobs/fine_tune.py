@@ -67,18 +67,20 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
         resolved_method=method,
     )
     lora = method_cfg.get("lora") or {}
+    options = {k: v for k, v in (method_cfg.get("training") or {}).items() if v is not None}
     tspec = TrainSpec(
         task=task,
         method=method,
         n_epochs=hp.n_epochs,
         batch_size=hp.batch_size,
         learning_rate=hp.learning_rate,
-        seed=int(spec.get("seed") or 42),
+        seed=int(spec["seed"]),
         **{
             k: lora[k]
             for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
             if k in lora
         },
+        **options,
     )
     checkpoint = ctx.latest_checkpoint()
     resume_from = Path(checkpoint.path) if checkpoint else None

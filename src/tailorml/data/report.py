@@ -1,0 +1,213 @@
+"""The data report: ``report.json`` and a self-contained ``report.html``.
+
+The HTML page is one file with inline CSS and inline SVG charts: the
+platform runs offline, so no CDN, and a chart library would add megabytes of
+JavaScript (plotly) or a heavy dependency (matplotlib) for a handful of bar
+charts that are thirty lines of SVG. It shows the counts, the length
+histogram before and after, label balance, languages, what each operator
+removed (with reasons and examples) and what it changed (before/after, with
+the edits highlighted).
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from tailorml.data.trace import LENGTH_EDGES
+from tailorml.data.writers import dumps, write_text_atomic
+
+COLORS = ("#8da0cb", "#1b9e77", "#d95f02", "#7570b3")
+SHOWN_EXAMPLES = 3
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _short(n: float) -> str:
+    return f"{n / 1000:.0f}k" if n >= 10000 else f"{n / 1000:.1f}k" if n >= 1000 else f"{n:g}"
+
+
+def bar_chart(categories: list[str], series: dict[str, list[int]], title: str) -> str:
+    """A grouped vertical bar chart as inline SVG (one group per category, one bar per series)."""
+    if not categories or not any(any(v) for v in series.values()):
+        return f"<p class='muted'>{_e(title)}: no data.</p>"
+    width, height, left, bottom, top = 820, 260, 48, 64, 28
+    plot_w, plot_h = width - left - 12, height - bottom - top
+    peak = max(max(v) for v in series.values()) or 1
+    group = plot_w / len(categories)
+    bar = group * 0.8 / len(series)
+    parts = [
+        f"<svg viewBox='0 0 {width} {height}' width='{width}' role='img'>",
+        f"<text x='{left}' y='16' class='t'>{_e(title)}</text>",
+    ]
+    for tick in (0, 0.5, 1):
+        y = top + plot_h * (1 - tick)
+        parts.append(f"<line x1='{left}' x2='{width - 12}' y1='{y:.1f}' y2='{y:.1f}' class='g'/>")
+        parts.append(
+            f"<text x='{left - 6}' y='{y + 4:.1f}' class='a' text-anchor='end'>"
+            f"{_short(peak * tick)}</text>"
+        )
+    for s, (name, values) in enumerate(series.items()):
+        for c, value in enumerate(values):
+            h = plot_h * value / peak
+            x = left + c * group + group * 0.1 + s * bar
+            parts.append(
+                f"<rect x='{x:.1f}' y='{top + plot_h - h:.1f}' width='{bar:.1f}' "
+                f"height='{h:.1f}' fill='{COLORS[s % len(COLORS)]}'>"
+                f"<title>{_e(name)} · {_e(categories[c])}: {value}</title></rect>"
+            )
+    for c, cat in enumerate(categories):
+        x, y = left + (c + 0.5) * group, top + plot_h + 12
+        label = cat if len(cat) <= 14 else cat[:13] + "…"
+        parts.append(
+            f"<text x='{x:.1f}' y='{y}' class='a' text-anchor='end' "
+            f"transform='rotate(-35 {x:.1f} {y})'>{_e(label)}</text>"
+        )
+    for s, name in enumerate(series):
+        x = width - 12 - 120 * (len(series) - s)
+        parts.append(
+            f"<rect x='{x}' y='6' width='12' height='12' fill='{COLORS[s % len(COLORS)]}'/>"
+            f"<text x='{x + 16}' y='16' class='a'>{_e(name)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _length_labels() -> list[str]:
+    edges = LENGTH_EDGES + [None]
+    return [
+        f"{_short(a)}–{_short(b - 1)}" if b else f"≥{_short(a)}"
+        for a, b in zip(edges, edges[1:], strict=False)
+    ]
+
+
+def _pair_chart(before: dict[str, int], after: dict[str, int], title: str) -> str:
+    keys = sorted(set(before) | set(after), key=lambda k: -(before.get(k, 0) + after.get(k, 0)))
+    keys = keys[:30]
+    series = {"before": [before.get(k, 0) for k in keys], "after": [after.get(k, 0) for k in keys]}
+    if not before:
+        series.pop("before")
+    return bar_chart(keys, series, title)
+
+
+def _pre(value: Any) -> str:
+    return f"<pre>{_e(json.dumps(value, ensure_ascii=False, indent=1))}</pre>"
+
+
+def diff_html(before: Any, after: Any) -> str:
+    """Before/after of a record with removed words struck red and added words green."""
+    a = json.dumps(before, ensure_ascii=False, indent=1).split(" ")
+    b = json.dumps(after, ensure_ascii=False, indent=1).split(" ")
+    out = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            out.append(_e(" ".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            out.append(f"<del>{_e(' '.join(a[i1:i2]))}</del>")
+        if j2 > j1:
+            out.append(f"<ins>{_e(' '.join(b[j1:j2]))}</ins>")
+    return "<pre class='diff'>" + " ".join(out) + "</pre>"
+
+
+def _op_section(op: dict[str, Any]) -> str:
+    head = (
+        f"<h3>{_e(op['op'])} <span class='muted'>({_e(op['kind'])}, step {op['step']})</span>"
+        f"</h3><p>in {op['docs_in']} · out {op['docs_out']} · removed {op['removed']} · "
+        f"changed {op['changed']} · annotated {op['annotated']} · added {op['added']} · "
+        f"{op['seconds']:.2f} s</p>"
+    )
+    body = []
+    if op["reasons"]:
+        rows = "".join(
+            f"<tr><td>{_e(r)}</td><td>{n}</td></tr>"
+            for r, n in sorted(op["reasons"].items(), key=lambda x: -x[1])
+        )
+        body.append(f"<table><tr><th>removal reason</th><th>records</th></tr>{rows}</table>")
+    for ex in op["removed_examples"][:SHOWN_EXAMPLES]:
+        body.append(
+            f"<details><summary>removed {_e(ex['id'])}: {_e(ex['reason'])}</summary>"
+            f"{_pre(ex['record'])}</details>"
+        )
+    for ex in op["changed_examples"][:SHOWN_EXAMPLES]:
+        body.append(
+            f"<details open><summary>changed {_e(ex['id'])}</summary>"
+            f"{diff_html(ex['before'], ex['after'])}</details>"
+        )
+    return f"<section class='op'>{head}{''.join(body)}</section>"
+
+
+CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:900px;color:#222}
+h1{font-size:22px}h2{margin-top:32px;border-bottom:1px solid #ddd}h3{margin:18px 0 4px}
+.cards{display:flex;gap:12px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 14px}
+.card b{display:block;font-size:22px}.muted{color:#777;font-weight:normal}
+table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;
+text-align:left}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;word-break:break-word;
+max-height:320px;overflow:auto;font-size:12px}del{background:#fdd;color:#900}
+ins{background:#dfd;color:#060;text-decoration:none}summary{cursor:pointer}
+svg .t{font-size:13px;font-weight:600}svg .a{font-size:10px;fill:#555}svg .g{stroke:#eee}"""
+
+
+def render_html(summary: dict[str, Any]) -> str:
+    """The whole report page as one self-contained HTML string."""
+    counts, before, after = summary["counts"], summary["before"], summary["after"]
+    recipe = summary["recipe"]
+    cards = "".join(f"<div class='card'>{_e(k)}<b>{v}</b></div>" for k, v in counts.items())
+    removals = [o for o in summary["ops"] if o["removed"]]
+    ops_chart = bar_chart(
+        [o["op"] for o in summary["ops"]],
+        {
+            "removed": [o["removed"] for o in summary["ops"]],
+            "changed": [o["changed"] for o in summary["ops"]],
+            "added": [o["added"] for o in summary["ops"]],
+        },
+        "What each operator did",
+    )
+    stages = "".join(
+        f"<tr><td>{_e(s['name'])}</td><td>{_e(s['kind'])}</td><td>"
+        f"{_e(', '.join(s['ops']))}</td><td>{s['shards']}</td><td>{s['skipped']}"
+        "</td></tr>"
+        for s in summary["stages"]
+    )
+    sections = [
+        f"<h1>Data report: {_e(recipe['name'])}</h1>",
+        f"<p class='muted'>{_e(recipe.get('description', ''))}</p><div class='cards'>{cards}</div>",
+        "<h2>Length (characters)</h2>",
+        bar_chart(
+            _length_labels(),
+            {"before": before["length_bins"], "after": after["length_bins"]},
+            "Records per length bin, before and after",
+        ),
+        "<h2>Labels</h2>",
+        _pair_chart(before["labels"], after["labels"], "Label balance"),
+        "<h2>Languages</h2>",
+        _pair_chart(before["languages"], after["languages"], "Languages (as detected)"),
+        "<h2>Operators</h2>",
+        ops_chart,
+        "".join(_op_section(o) for o in summary["ops"]),
+        "<h2>Run</h2><table><tr><th>stage</th><th>kind</th><th>operators</th><th>shards</th>"
+        f"<th>resumed</th></tr>{stages}</table>",
+        f"<p>Removed records ({sum(o['removed'] for o in removals)}) are in "
+        f"<code>removed/</code>; cleaned records in <code>data/</code>. "
+        f"{summary['seconds']} s.</p>",
+        "<details><summary>recipe</summary>" + _pre(recipe) + "</details>",
+    ]
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Data report: "
+        f"{_e(recipe['name'])}</title><style>{CSS}</style></head><body>"
+        + "".join(sections)
+        + "</body></html>"
+    )
+
+
+def write_report(summary: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``output_dir``; return their paths."""
+    json_path, html_path = Path(output_dir) / "report.json", Path(output_dir) / "report.html"
+    write_text_atomic(json_path, dumps(summary))
+    write_text_atomic(html_path, render_html(summary))
+    return json_path, html_path

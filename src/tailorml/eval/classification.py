@@ -1,0 +1,130 @@
+"""Classification evaluation: baselines a fine-tune must beat, and a trained model's accuracy.
+
+Two baselines bracket what fine-tuning adds: always answering the most
+frequent training label, and a nearest-centroid classifier on the frozen
+base model's sentence embeddings (mean-pooled and normalized, as
+sentence-transformers computes them for MiniLM), which is what a tenant
+gets with no training at all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tailorml.errors import InvalidRequestError
+from tailorml.records import ClassificationRecord, Record
+from tailorml.train.checkpoints import read_manifest
+from tailorml.train.sources import MaterializedModel
+
+BATCH_SIZE = 32
+MAX_LENGTH = 256  # sentence-transformers' limit for MiniLM; longer texts add little
+
+
+def _classification(records: list[Record], what: str) -> list[ClassificationRecord]:
+    out = [r for r in records if isinstance(r, ClassificationRecord)]
+    if len(out) != len(records) or not out:
+        raise InvalidRequestError(f"{what} must be a non-empty list of classification records.")
+    return out
+
+
+def embed_texts(model: Any, tokenizer: Any, texts: list[str], max_length: int = MAX_LENGTH) -> Any:
+    """Mean-pooled, L2-normalized embeddings of ``texts`` (a float tensor, one row per text)."""
+    import torch
+
+    rows = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(texts), BATCH_SIZE):
+            enc = tokenizer(
+                texts[start : start + BATCH_SIZE],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            rows.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(rows)
+
+
+def baseline_accuracies(
+    base: MaterializedModel, train_records: list[Record], test_records: list[Record]
+) -> dict[str, Any]:
+    """Accuracy on ``test_records`` of the majority label and of frozen-embedding nearest centroids."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    train = _classification(train_records, "train_records")
+    test = _classification(test_records, "test_records")
+    majority_label = Counter(r.label for r in train).most_common(1)[0][0]
+    majority = sum(r.label == majority_label for r in test) / len(test)
+
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    model = AutoModel.from_pretrained(base.path, dtype=torch.float32)
+    labels = sorted({r.label for r in train})
+    train_emb = embed_texts(model, tokenizer, [r.text for r in train])
+    label_ids = torch.tensor([labels.index(r.label) for r in train])
+    centroids = torch.stack([train_emb[label_ids == i].mean(0) for i in range(len(labels))])
+    centroids = torch.nn.functional.normalize(centroids, dim=-1)
+    predicted = (embed_texts(model, tokenizer, [r.text for r in test]) @ centroids.T).argmax(-1)
+    centroid = sum(labels[int(p)] == r.label for p, r in zip(predicted, test, strict=True)) / len(test)
+    return {
+        "majority_label": majority_label,
+        "majority_accuracy": majority,
+        "nearest_centroid_accuracy": centroid,
+        "n_test": len(test),
+    }
+
+
+def load_classifier(model_dir: Path) -> tuple[Any, Any, list[str]]:
+    """``(model, tokenizer, labels)`` of a classifier written by ``tailorml.train``."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    manifest = read_manifest(model_dir)
+    labels = manifest.get("labels")
+    if manifest.get("task") != "classification" or not labels:
+        raise InvalidRequestError(f"{model_dir} holds a {manifest.get('task')} model, not a classifier.")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if manifest["method"] == "lora":
+        from peft import PeftModel
+
+        base = AutoModelForSequenceClassification.from_pretrained(
+            manifest["base_path"], num_labels=len(labels), dtype=torch.float32
+        )
+        model = PeftModel.from_pretrained(base, model_dir)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    return model, tokenizer, labels
+
+
+def predict_labels(model: Any, tokenizer: Any, labels: list[str], texts: list[str], max_length: int) -> list[str]:
+    """The predicted label of each text, in batches, without gradients."""
+    import torch
+
+    out: list[str] = []
+    with torch.no_grad():
+        for start in range(0, len(texts), BATCH_SIZE):
+            enc = tokenizer(
+                texts[start : start + BATCH_SIZE],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            out += [labels[int(i)] for i in model(**enc).logits.argmax(-1)]
+    return out
+
+
+def accuracy(model_dir: Path, records: list[Record]) -> float:
+    """The share of ``records`` a trained classifier labels correctly."""
+    test = _classification(records, "records")
+    model, tokenizer, labels = load_classifier(Path(model_dir))
+    max_length = int(read_manifest(model_dir).get("max_length") or MAX_LENGTH)
+    predicted = predict_labels(model, tokenizer, labels, [r.text for r in test], max_length)
+    return sum(p == r.label for p, r in zip(predicted, test, strict=True)) / len(test)
