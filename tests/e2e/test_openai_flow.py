@@ -26,23 +26,36 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
     uploaded = client.files.create(file=train.open("rb"), purpose="fine-tune")
     assert uploaded.status == "processed"
     job = client.fine_tuning.jobs.create(
-        model=str(tiny_models["encoder"]), training_file=uploaded.id, suffix="spam",
-        hyperparameters={"n_epochs": 1, "batch_size": 8},
+        model=str(tiny_models["encoder"]),
+        training_file=uploaded.id,
+        suffix="spam",
+        hyperparameters={"n_epochs": 2, "batch_size": 8},
     )
     assert job.status in ("queued", "running") and job.fine_tuned_model is None
     job = wait_for(client, job.id)
     assert job.status == "succeeded", job.error
     assert job.fine_tuned_model.startswith("ft:tiny-bert:acme:spam:")
-    assert job.hyperparameters.n_epochs == 1 and job.trained_tokens > 0
+    assert job.hyperparameters.n_epochs == 2 and job.trained_tokens > 0
     events = all_events(client, job.id)
     messages = [e.message for e in events]
-    assert messages[0].startswith("Validating training file") and messages[-1] == "The job has successfully completed."
+    assert (
+        messages[0].startswith("Validating training file")
+        and messages[-1] == "The job has successfully completed."
+    )
     metrics = [e.data for e in events if e.type == "metrics"]
     assert metrics and metrics[-1]["step"] == metrics[-1]["total_steps"]
-    assert client.fine_tuning.jobs.checkpoints.list(job.id).data
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert checkpoints and checkpoints[0].fine_tuned_model_checkpoint.startswith(
+        job.fine_tuned_model
+    )
     assert job.fine_tuned_model in [m.id for m in client.models.list().data]
-    texts = [json.loads(line)["text"] for line in (EXAMPLES / "spam_assassin" / "test.jsonl").read_text().splitlines()[:3]]
-    res = client.post("/classifications", body={"model": job.fine_tuned_model, "input": texts}, cast_to=object)
+    texts = [
+        json.loads(line)["text"]
+        for line in (EXAMPLES / "spam_assassin" / "test.jsonl").read_text().splitlines()[:3]
+    ]
+    res = client.post(
+        "/classifications", body={"model": job.fine_tuned_model, "input": texts}, cast_to=object
+    )
     assert [d["index"] for d in res["data"]] == [0, 1, 2]
     for item in res["data"]:
         assert item["label"] in ("ham", "spam") and abs(sum(item["scores"].values()) - 1) < 1e-4
@@ -53,7 +66,9 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
     chat = subset(EXAMPLES / "glaive_chat" / "train.jsonl", tmp_path / "chat.jsonl", 24)
     chat_file = client.files.create(file=chat.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
-        model=str(tiny_models["decoder"]), training_file=chat_file.id, method={"type": "lora"},
+        model=str(tiny_models["decoder"]),
+        training_file=chat_file.id,
+        method={"type": "lora"},
         hyperparameters={"n_epochs": 1, "batch_size": 4},
     )
     job = wait_for(client, job.id)
@@ -61,9 +76,16 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
     assert job.method.type == "lora"
     model = job.fine_tuned_model
     messages = [{"role": "user", "content": "Can you help me book a flight to New York?"}]
-    answer = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0)
-    assert answer.choices[0].finish_reason in ("stop", "length") and answer.usage.completion_tokens <= 8
-    streamed = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0, stream=True)
+    answer = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=8, temperature=0
+    )
+    assert (
+        answer.choices[0].finish_reason in ("stop", "length")
+        and answer.usage.completion_tokens <= 8
+    )
+    streamed = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=8, temperature=0, stream=True
+    )
     text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
     assert text == answer.choices[0].message.content
     completion = client.completions.create(model=model, prompt="Hello", max_tokens=5, temperature=0)
@@ -74,7 +96,9 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
         client.chat.completions.create(model="ft:nope:acme::12345678", messages=messages)
     assert info.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "word " * 5000}])
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "word " * 5000}]
+        )
     assert info.value.body["code"] == "context_length_exceeded"
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=model, messages=messages, temperature="hot")
@@ -86,11 +110,20 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
 
 def test_tenants_cannot_see_each_other(live_server, tiny_models, tmp_path) -> None:  # type: ignore[no-untyped-def]
     server = live_server()
-    acme, globex = server.client(server.create_tenant("acme")), server.client(server.create_tenant("globex"))
+    acme, globex = (
+        server.client(server.create_tenant("acme")),
+        server.client(server.create_tenant("globex")),
+    )
     train = subset(EXAMPLES / "spam_assassin" / "train.jsonl", tmp_path / "spam.jsonl", 24)
     file = acme.files.create(file=train.open("rb"), purpose="fine-tune")
-    job = wait_for(acme, acme.fine_tuning.jobs.create(
-        model=str(tiny_models["encoder"]), training_file=file.id, hyperparameters={"n_epochs": 1}).id)
+    job = wait_for(
+        acme,
+        acme.fine_tuning.jobs.create(
+            model=str(tiny_models["encoder"]),
+            training_file=file.id,
+            hyperparameters={"n_epochs": 1},
+        ).id,
+    )
     assert job.status == "succeeded", job.error
 
     for call in (
@@ -100,8 +133,12 @@ def test_tenants_cannot_see_each_other(live_server, tiny_models, tmp_path) -> No
         lambda: globex.fine_tuning.jobs.list_events(job.id),
         lambda: globex.fine_tuning.jobs.cancel(job.id),
         lambda: globex.models.retrieve(job.fine_tuned_model),
-        lambda: globex.post("/classifications", body={"model": job.fine_tuned_model, "input": "x"}, cast_to=object),
-        lambda: globex.fine_tuning.jobs.create(model=str(tiny_models["encoder"]), training_file=file.id),
+        lambda: globex.post(
+            "/classifications", body={"model": job.fine_tuned_model, "input": "x"}, cast_to=object
+        ),
+        lambda: globex.fine_tuning.jobs.create(
+            model=str(tiny_models["encoder"]), training_file=file.id
+        ),
     ):
         with pytest.raises(openai.NotFoundError):
             call()

@@ -13,12 +13,21 @@ from tests.e2e.conftest import all_events, wait_for
 
 def _chat_job(client, tiny_models, tmp_path, *, epochs: int, checkpoint_every: int):  # type: ignore[no-untyped-def]
     chat = tmp_path / "chat.jsonl"
-    chat.write_text("".join((EXAMPLES / "glaive_chat" / "train.jsonl").read_text().splitlines(keepends=True)[:40]))
+    chat.write_text(
+        "".join(
+            (EXAMPLES / "glaive_chat" / "train.jsonl").read_text().splitlines(keepends=True)[:40]
+        )
+    )
     file = client.files.create(file=chat.open("rb"), purpose="fine-tune")
     return client.fine_tuning.jobs.create(
-        model=str(tiny_models["decoder"]), training_file=file.id, seed=7,
+        model=str(tiny_models["decoder"]),
+        training_file=file.id,
+        seed=7,
         hyperparameters={"n_epochs": epochs, "batch_size": 1},
-        method={"type": "lora", "training": {"checkpoint_every": checkpoint_every, "eval_every": 1000}},
+        method={
+            "type": "lora",
+            "training": {"checkpoint_every": checkpoint_every, "eval_every": 1000},
+        },
     )
 
 
@@ -34,13 +43,20 @@ def test_sigkilled_worker_resumes_from_checkpoint(live_server, tiny_models, tmp_
 
     deadline = time.time() + 120
     while time.time() < deadline:
-        if any(e.message.startswith("Checkpoint saved") for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data):
+        if any(
+            e.message.startswith("Checkpoint saved")
+            for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data
+        ):
             break
         time.sleep(0.1)
     first.send_signal(signal.SIGKILL)
     first.wait()
     before = all_events(client, job.id)
-    saved = [int(m.group(1)) for e in before if (m := re.match(r"Checkpoint saved at step (\d+)", e.message))]
+    saved = [
+        int(m.group(1))
+        for e in before
+        if (m := re.match(r"Checkpoint saved at step (\d+)", e.message))
+    ]
     assert saved, "no checkpoint before the kill"
     killed_at = max(_steps(before))
     total = next(e.data["total_steps"] for e in before if e.type == "metrics")
@@ -67,7 +83,10 @@ def test_sigkilled_worker_resumes_from_checkpoint(live_server, tiny_models, tmp_
     assert set(_steps(events)) == set(range(1, total + 1))
     assert job.fine_tuned_model in [m.id for m in client.models.list().data]
     reply = client.chat.completions.create(
-        model=job.fine_tuned_model, messages=[{"role": "user", "content": "Hello"}], max_tokens=4, temperature=0
+        model=job.fine_tuned_model,
+        messages=[{"role": "user", "content": "Hello"}],
+        max_tokens=4,
+        temperature=0,
     )
     assert reply.choices[0].message.content is not None
 
@@ -77,7 +96,9 @@ def test_cancel_stops_training_within_seconds(live_server, tiny_models, tmp_path
     client = server.client(server.create_tenant("acme"))
     job = _chat_job(client, tiny_models, tmp_path, epochs=50, checkpoint_every=1000)
     deadline = time.time() + 120
-    while time.time() < deadline and not _steps(client.fine_tuning.jobs.list_events(job.id, limit=5).data):
+    while time.time() < deadline and not _steps(
+        client.fine_tuning.jobs.list_events(job.id, limit=5).data
+    ):
         time.sleep(0.1)
     cancelled_at = time.time()
     assert client.fine_tuning.jobs.cancel(job.id).status in ("running", "cancelled")

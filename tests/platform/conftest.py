@@ -37,7 +37,9 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 def make_tenant(client: TestClient, name: str) -> dict[str, str]:
     """Create a tenant through the admin API; return headers carrying its key."""
-    res = client.post("/admin/tenants", json={"name": name}, headers={"Authorization": "Bearer admin-test-key"})
+    res = client.post(
+        "/admin/tenants", json={"name": name}, headers={"Authorization": "Bearer admin-test-key"}
+    )
     assert res.status_code == 200, res.text
     return {"Authorization": f"Bearer {res.json()['api_key']}"}
 

@@ -70,4 +70,7 @@ def test_v1_needs_a_valid_key(client, header) -> None:  # type: ignore[no-untype
 def test_admin_routes_refuse_tenant_keys(client, acme) -> None:  # type: ignore[no-untyped-def]
     res = client.get("/admin/tenants", headers=acme)
     assert res.status_code == 403
-    assert client.get("/admin/tenants", headers={"Authorization": "Bearer admin-test-key"}).status_code == 200
+    assert (
+        client.get("/admin/tenants", headers={"Authorization": "Bearer admin-test-key"}).status_code
+        == 200
+    )

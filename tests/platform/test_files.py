@@ -10,7 +10,10 @@ from tests.conftest import EXAMPLES
 def upload(client, headers, path, purpose="fine-tune", name=None):  # type: ignore[no-untyped-def]
     with open(path, "rb") as fh:
         return client.post(
-            "/v1/files", headers=headers, files={"file": (name or path.name, fh)}, data={"purpose": purpose}
+            "/v1/files",
+            headers=headers,
+            files={"file": (name or path.name, fh)},
+            data={"purpose": purpose},
         )
 
 
@@ -20,7 +23,11 @@ def test_upload_list_retrieve_content_delete(client, acme) -> None:  # type: ign
     assert res.status_code == 200, res.text
     obj = res.json()
     assert obj["object"] == "file" and obj["status"] == "processed"
-    assert obj["bytes"] == path.stat().st_size and obj["task"] == "classification" and obj["n_records"] == 400
+    assert (
+        obj["bytes"] == path.stat().st_size
+        and obj["task"] == "classification"
+        and obj["n_records"] == 400
+    )
     assert [f["id"] for f in client.get("/v1/files", headers=acme).json()["data"]] == [obj["id"]]
     assert client.get(f"/v1/files/{obj['id']}", headers=acme).json()["filename"] == "train.jsonl"
     assert client.get(f"/v1/files/{obj['id']}/content", headers=acme).content == path.read_bytes()
@@ -40,7 +47,10 @@ def test_bad_lines_are_reported_with_numbers(client, acme, tmp_path) -> None:  #
     assert res.status_code == 400
     err = res.json()["error"]
     assert err["code"] == "invalid_file_format"
-    assert "line 2: invalid JSON" in err["message"] and "line 4: messages has no assistant turn" in err["message"]
+    assert (
+        "line 2: invalid JSON" in err["message"]
+        and "line 4: messages has no assistant turn" in err["message"]
+    )
     assert client.get("/v1/files", headers=acme).json()["data"] == []  # nothing half-written
     assert not list((client.app.state.tailor.settings.files_dir).rglob("file-*"))
 
@@ -71,8 +81,8 @@ def test_files_are_isolated_between_tenants(client, acme, globex) -> None:  # ty
         client.delete(f"/v1/files/{file_id}", headers=globex),
     ):
         assert res.status_code == 404
-        assert res.json()["error"]["message"].replace(file_id, "X") == missing.json()["error"]["message"].replace(
-            "file-doesnotexist", "X"
-        )
+        assert res.json()["error"]["message"].replace(file_id, "X") == missing.json()["error"][
+            "message"
+        ].replace("file-doesnotexist", "X")
     assert client.get("/v1/files", headers=globex).json()["data"] == []
     assert client.get(f"/v1/files/{file_id}", headers=acme).status_code == 200

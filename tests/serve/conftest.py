@@ -27,7 +27,9 @@ def dataset(*parts: str) -> Path:
     """A file of the shared datasets, or skip the test saying where it was looked for."""
     path = DATASETS.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared dataset {path} is absent; check out ../shared/datasets next to the repo")
+        pytest.skip(
+            f"shared dataset {path} is absent; check out ../shared/datasets next to the repo"
+        )
     return path
 
 

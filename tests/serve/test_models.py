@@ -66,3 +66,21 @@ def test_missing_folder_and_lora_without_base_are_refused(tmp_path: Path) -> Non
         ModelRef.from_folder("m", tmp_path)
     with pytest.raises(ModelUnavailableError, match="base_path"):
         ModelRef(key="m", path=tmp_path, architecture="decoder", method="lora")
+
+
+def test_importing_serve_does_not_import_torch() -> None:
+    import os
+    import subprocess
+    import sys
+
+    import tailorml
+
+    src = str(Path(tailorml.__file__).resolve().parents[1])
+    env = os.environ | {"PYTHONPATH": src}
+    code = (
+        "import sys, tailorml.serve\n"
+        "heavy = {'torch', 'transformers', 'peft'} & set(sys.modules)\n"
+        "sys.exit(f'imported {heavy}' if heavy else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -46,9 +46,7 @@ def test_pieces_join_to_the_whole_for_chinese_russian_and_english(tokenizer) -> 
 
 
 def test_special_tokens_are_skipped(tokenizer) -> None:
-    ids = tokenizer("<|im_start|>assistant\nHello<|im_end|>", add_special_tokens=False)[
-        "input_ids"
-    ]
+    ids = tokenizer("<|im_start|>assistant\nHello<|im_end|>", add_special_tokens=False)["input_ids"]
     assert "".join(stream_text(tokenizer, ids)) == "assistant\nHello"
 
 

@@ -15,6 +15,7 @@ completion marker and a rerun that skips the shard still reports them.
 from __future__ import annotations
 
 import bisect
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -75,8 +76,8 @@ class OpStats:
 
 
 def _reason_key(reason: str) -> str:
-    # Reasons often embed values ("too short: 3 < 10 chars"); group by the part before ':'.
-    return reason.split(":", 1)[0].strip() or "no reason given"
+    # Reasons embed values ("length: 8 chars < min 20"); group them with the numbers masked.
+    return re.sub(r"\d+(\.\d+)?", "N", reason.strip())[:160] or "no reason given"
 
 
 @dataclass

@@ -26,7 +26,7 @@ def get_owned(
     param: str | None = None,
 ) -> T:
     obj = session.get(model, object_id)
-    if obj is None or getattr(obj, "tenant_id") != tenant_id:
+    if obj is None or obj.tenant_id != tenant_id:
         raise NotFoundError(
             f"No such {what}: {object_id!r}.",
             param=param,
@@ -37,5 +37,5 @@ def get_owned(
 
 def owned(model: type[T], *, tenant_id: str) -> Select[tuple[T]]:
     """``SELECT model WHERE tenant_id = ...``: the start of every tenant list query."""
-    column: Any = getattr(model, "tenant_id")
+    column: Any = model.tenant_id
     return select(model).where(column == tenant_id)

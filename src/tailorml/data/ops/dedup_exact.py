@@ -32,7 +32,7 @@ class ExactDedupParams(BaseModel):
 
 def text_digest(text: str, params: ExactDedupParams | None = None) -> bytes:
     """The 16-byte digest two records share exactly when their canonical texts are equal."""
-    import xxhash
+    import xxhash  # a small C extension, imported where used like every op dependency
 
     params = params or ExactDedupParams()
     canon = canonical_text(
@@ -59,8 +59,9 @@ class ExactDedup(GlobalStep):
         params: Any = self.params
         for doc in docs:
             key = text_digest(self._text(doc), params)
-            first = seen.setdefault(key, doc.id)
-            if first is doc.id:
+            first = seen.get(key)
+            if first is None:
+                seen[key] = doc.id
                 yield doc, Verdict.ok()
             else:
                 yield doc, Verdict.drop(f"exact duplicate of {first}")

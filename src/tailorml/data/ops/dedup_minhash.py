@@ -89,32 +89,41 @@ def _word_list(text: str) -> list[str]:
     return _WORD_RE.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
-def shingle_hashes(texts: Sequence[str], params: MinHashParams) -> list[np.ndarray]:
-    """The 32-bit shingle hashes of each text (an empty array for a text without words)."""
+def word_hashes(texts: Sequence[str]) -> list[np.ndarray]:
+    """The 64-bit hash of each casefolded word of each text (punctuation dropped).
+
+    Each distinct word of the batch is hashed once, with xxh3, so the values
+    are the same in every process and run.
+    """
     import xxhash
 
     vocab: defaultdict[str, int] = defaultdict()
     vocab.default_factory = vocab.__len__  # a new word gets the next id
-    word_ids: list[list[int] | None] = []
-    char_units: dict[int, np.ndarray] = {}
-    for i, text in enumerate(texts):
-        if is_cjk(text):
-            chars = _NON_WORD_RE.sub("", unicodedata.normalize("NFKC", text).casefold())
-            char_units[i] = np.frombuffer(chars.encode("utf-32-le"), np.uint32).astype(np.uint64)
-            word_ids.append(None)
-        else:
-            word_ids.append(list(map(vocab.__getitem__, _word_list(text))))
-    # Each distinct word of the batch is hashed once.
+    ids = [list(map(vocab.__getitem__, _word_list(text))) for text in texts]
     hash_word = xxhash.xxh3_64_intdigest
-    word_hash = np.fromiter((hash_word(w.encode()) for w in vocab), np.uint64, len(vocab))
+    table = np.fromiter((hash_word(w.encode()) for w in vocab), np.uint64, len(vocab))
+    return [table[np.asarray(i, np.intp)] for i in ids]
+
+
+def char_codes(text: str) -> np.ndarray:
+    """The code points of a text's word characters (casefolded, NFKC), as uint64."""
+    chars = _NON_WORD_RE.sub("", unicodedata.normalize("NFKC", text).casefold())
+    return np.frombuffer(chars.encode("utf-32-le"), np.uint32).astype(np.uint64)
+
+
+def ngram_hashes(units: np.ndarray, n: int) -> np.ndarray:
+    """64-bit hashes of every run of ``n`` units (one run of all units if there are fewer)."""
+    return _ngrams(units, n) if len(units) else units
+
+
+def shingle_hashes(texts: Sequence[str], params: MinHashParams) -> list[np.ndarray]:
+    """The 32-bit shingle hashes of each text (an empty array for a text without words)."""
+    cjk = [is_cjk(t) for t in texts]
+    words = iter(word_hashes([t for t, c in zip(texts, cjk, strict=True) if not c]))
     out = []
-    empty = np.empty(0, np.uint32)
-    for i, ids in enumerate(word_ids):
-        if ids is None:
-            units, n = char_units[i], params.char_ngram
-        else:
-            units, n = word_hash[np.asarray(ids, np.intp)], params.ngram
-        out.append(_finalize(_ngrams(units, n)) if len(units) else empty)
+    for text, c in zip(texts, cjk, strict=True):
+        units, n = (char_codes(text), params.char_ngram) if c else (next(words), params.ngram)
+        out.append(_finalize(_ngrams(units, n)) if len(units) else units.astype(np.uint32))
     return out
 
 

