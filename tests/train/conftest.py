@@ -9,33 +9,35 @@ from pathlib import Path
 import pytest
 
 from tailorml.records import ChatRecord, ClassificationRecord, Message
+from tests.conftest import shared_dataset
 
-DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant"}
-
-
-def dataset_file(relative: str) -> Path:
-    path = DATASETS / relative
-    if not path.is_file():
-        pytest.skip(f"{relative} is not in ../shared/datasets; these tests need the shared data sets")
-    return path
 
 
 def sst2_records(split: str, n: int) -> list[ClassificationRecord]:
     """The first ``n`` rows of SST-2 ``train`` or ``dev`` as classification records."""
-    with open(dataset_file(f"sst2/{split}.tsv"), encoding="utf-8") as fh:
+    with open(shared_dataset("sst2", f"{split}.tsv"), encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))[:n]
     return [ClassificationRecord(r["text_a"].strip(), r["label"]) for r in rows]
 
 
-def glaive_chats(n: int | None = None) -> list[ChatRecord]:
-    """Glaive conversations that are plain chat (those with tool calls are left out)."""
+def glaive_chats(n: int | None = None, max_chars: int | None = None) -> list[ChatRecord]:
+    """Glaive conversations that are plain chat (those with tool calls are left out).
+
+    ``max_chars`` keeps only conversations that short, so tiny-model tests
+    can use a small max_length without cutting every reply off.
+    """
     chats = []
-    path = dataset_file("chat_sharegpt/glaive_toolcall_en_demo.jsonl")
+    path = shared_dataset("chat_sharegpt", "glaive_toolcall_en_demo.jsonl")
     for line in path.read_text(encoding="utf-8").splitlines():
         turns = json.loads(line)["conversations"]
+        size = sum(len(t["value"]) for t in turns)
+        if max_chars is not None and size > max_chars:
+            continue
         if all(t["from"] in SHAREGPT_ROLES for t in turns):
-            chats.append(ChatRecord([Message(SHAREGPT_ROLES[t["from"]], t["value"]) for t in turns]))
+            chats.append(
+                ChatRecord([Message(SHAREGPT_ROLES[t["from"]], t["value"]) for t in turns])
+            )
     return chats[:n]
 
 
@@ -45,21 +47,19 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
+def tiny_encoder(tiny_models: dict[str, Path], model_cache: Path):
+    """The suite's tiny BERT, described as a base model."""
     from tailorml.train.sources import materialize
-    from tailorml.train.tiny import build_tiny_model
 
-    path = build_tiny_model("encoder", tmp_path_factory.mktemp("tiny") / "tiny-encoder")
-    return materialize(str(path), model_cache)
+    return materialize(str(tiny_models["encoder"]), model_cache)
 
 
 @pytest.fixture(scope="session")
-def tiny_decoder(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
+def tiny_decoder(tiny_models: dict[str, Path], model_cache: Path):
+    """The suite's tiny Llama, described as a base model."""
     from tailorml.train.sources import materialize
-    from tailorml.train.tiny import build_tiny_model
 
-    path = build_tiny_model("decoder", tmp_path_factory.mktemp("tiny") / "tiny-decoder")
-    return materialize(str(path), model_cache)
+    return materialize(str(tiny_models["decoder"]), model_cache)
 
 
 class EventLog:

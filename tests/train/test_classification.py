@@ -24,7 +24,9 @@ def test_labels_are_sorted_and_need_two_classes():
 
 
 def test_split_is_stratified_and_seeded():
-    records = [ClassificationRecord(f"text {i}", "rare" if i < 10 else "common") for i in range(100)]
+    records = [
+        ClassificationRecord(f"text {i}", "rare" if i < 10 else "common") for i in range(100)
+    ]
     records.append(ClassificationRecord("only one", "single"))
     train_part, valid = ClassificationTask().split(records, 0.1, seed=3)
     assert Counter(r.label for r in valid) == {"common": 9, "rare": 1}

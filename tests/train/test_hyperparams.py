@@ -78,8 +78,6 @@ def test_invalid_values_name_the_parameter(kwargs, param):
 
 def test_all_problems_reported_at_once():
     with pytest.raises(InvalidRequestError) as info:
-        resolve_hyperparameters(
-            task="chat", method="qlora", n_train=10, n_epochs=0, batch_size=999
-        )
+        resolve_hyperparameters(task="chat", method="qlora", n_train=10, n_epochs=0, batch_size=999)
     message = info.value.message
     assert "method" in message and "n_epochs" in message and "batch_size" in message

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -38,7 +37,7 @@ def test_local_folder_is_described_from_its_config(tiny_encoder, tiny_decoder):
     assert tiny_encoder.tasks == ("classification", "embedding")
     assert tiny_decoder.architecture == "decoder"
     assert tiny_decoder.context_length == 2048
-    assert tiny_decoder.name == "tiny-decoder"
+    assert tiny_decoder.name == "tiny-llama"
 
 
 def test_gguf_file_converts_once(tmp_path):
@@ -139,6 +138,8 @@ def test_detect_architecture_refuses_unknown_types():
 
 
 def test_safe_name():
-    assert safe_name("HuggingFaceTB/SmolLM2-135M-Instruct") == "huggingfacetb--smollm2-135m-instruct"
+    assert (
+        safe_name("HuggingFaceTB/SmolLM2-135M-Instruct") == "huggingfacetb--smollm2-135m-instruct"
+    )
     assert safe_name("My Model!") == "my-model"
     assert len(safe_name("x" * 200)) == 64

@@ -36,7 +36,7 @@ class _Bars:
         stage = event["stage"]
         if stage not in self.tasks:
             label = f"{stage} ({', '.join(event.get('ops', []))})"
-            self.tasks[stage] = self.progress.add_task(label, total=event.get("total"))
+            self.tasks[stage] = self.progress.add_task(label, total=event.get("total"), records=0)
         self.progress.update(
             self.tasks[stage],
             completed=event["done"],

@@ -33,7 +33,10 @@ def _short(n: float) -> str:
 
 
 def bar_chart(categories: list[str], series: dict[str, list[int]], title: str) -> str:
-    """A grouped vertical bar chart as inline SVG (one group per category, one bar per series)."""
+    """A grouped vertical bar chart as inline SVG (one group per category, one bar per series).
+
+    Series named before/after keep their colours whichever of them is present.
+    """
     if not categories or not any(any(v) for v in series.values()):
         return f"<p class='muted'>{_e(title)}: no data.</p>"
     width, height, left, bottom, top = 820, 260, 48, 64, 28
@@ -41,6 +44,8 @@ def bar_chart(categories: list[str], series: dict[str, list[int]], title: str) -
     peak = max(max(v) for v in series.values()) or 1
     group = plot_w / len(categories)
     bar = group * 0.8 / len(series)
+    fixed = {"before": COLORS[0], "after": COLORS[1]}
+    color = {name: fixed.get(name, COLORS[i % len(COLORS)]) for i, name in enumerate(series)}
     parts = [
         f"<svg viewBox='0 0 {width} {height}' width='{width}' role='img'>",
         f"<text x='{left}' y='16' class='t'>{_e(title)}</text>",
@@ -58,7 +63,7 @@ def bar_chart(categories: list[str], series: dict[str, list[int]], title: str) -
             x = left + c * group + group * 0.1 + s * bar
             parts.append(
                 f"<rect x='{x:.1f}' y='{top + plot_h - h:.1f}' width='{bar:.1f}' "
-                f"height='{h:.1f}' fill='{COLORS[s % len(COLORS)]}'>"
+                f"height='{h:.1f}' fill='{color[name]}'>"
                 f"<title>{_e(name)} · {_e(categories[c])}: {value}</title></rect>"
             )
     for c, cat in enumerate(categories):
@@ -71,7 +76,7 @@ def bar_chart(categories: list[str], series: dict[str, list[int]], title: str) -
     for s, name in enumerate(series):
         x = width - 12 - 120 * (len(series) - s)
         parts.append(
-            f"<rect x='{x}' y='6' width='12' height='12' fill='{COLORS[s % len(COLORS)]}'/>"
+            f"<rect x='{x}' y='6' width='12' height='12' fill='{color[name]}'/>"
             f"<text x='{x + 16}' y='16' class='a'>{_e(name)}</text>"
         )
     parts.append("</svg>")
@@ -115,6 +120,10 @@ def diff_html(before: Any, after: Any) -> str:
     return "<pre class='diff'>" + " ".join(out) + "</pre>"
 
 
+def _flag_text(meta: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in meta.items())
+
+
 def _op_section(op: dict[str, Any]) -> str:
     head = (
         f"<h3>{_e(op['op'])} <span class='muted'>({_e(op['kind'])}, step {op['step']})</span>"
@@ -132,6 +141,11 @@ def _op_section(op: dict[str, Any]) -> str:
     for ex in op["removed_examples"][:SHOWN_EXAMPLES]:
         body.append(
             f"<details><summary>removed {_e(ex['id'])}: {_e(ex['reason'])}</summary>"
+            f"{_pre(ex['record'])}</details>"
+        )
+    for ex in op.get("flagged_examples", [])[:SHOWN_EXAMPLES]:
+        body.append(
+            f"<details><summary>flagged {_e(ex['id'])}: {_e(_flag_text(ex['meta']))}</summary>"
             f"{_pre(ex['record'])}</details>"
         )
     for ex in op["changed_examples"][:SHOWN_EXAMPLES]:
@@ -185,6 +199,8 @@ def render_html(summary: dict[str, Any]) -> str:
         ),
         "<h2>Labels</h2>",
         _pair_chart(before["labels"], after["labels"], "Label balance"),
+        "<h2>Flags</h2>",
+        _pair_chart(before.get("flags", {}), after.get("flags", {}), "Records flagged in meta"),
         "<h2>Languages</h2>",
         _pair_chart(before["languages"], after["languages"], "Languages (as detected)"),
         "<h2>Operators</h2>",

@@ -59,6 +59,7 @@ class OpStats:
     reasons: dict[str, int] = field(default_factory=dict)
     removed_examples: list[dict[str, Any]] = field(default_factory=list)
     changed_examples: list[dict[str, Any]] = field(default_factory=list)
+    flagged_examples: list[dict[str, Any]] = field(default_factory=list)
 
     def merge(self, other: OpStats) -> None:
         for name in ("docs_in", "docs_out", "removed", "changed", "annotated", "added", "seconds"):
@@ -66,6 +67,7 @@ class OpStats:
         self.reasons = dict(Counter(self.reasons) + Counter(other.reasons))
         self.removed_examples = (self.removed_examples + other.removed_examples)[:EXAMPLES]
         self.changed_examples = (self.changed_examples + other.changed_examples)[:EXAMPLES]
+        self.flagged_examples = (self.flagged_examples + other.flagged_examples)[:EXAMPLES]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +91,7 @@ class Profile:
     length_bins: list[int] = field(default_factory=lambda: [0] * len(LENGTH_EDGES))
     labels: dict[str, int] = field(default_factory=dict)
     languages: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)  # meta keys set to True (label_issue, ...)
 
     def add(self, doc: Document) -> None:
         n = len(doc.text)
@@ -101,6 +104,9 @@ class Profile:
         lang = doc.meta.get("language") or doc.meta.get("lang")
         if isinstance(lang, str):
             self.languages[lang] = self.languages.get(lang, 0) + 1
+        for key, value in doc.meta.items():
+            if value is True:
+                self.flags[key] = self.flags.get(key, 0) + 1
 
     def merge(self, other: Profile) -> None:
         self.docs += other.docs
@@ -108,6 +114,7 @@ class Profile:
         self.length_bins = [a + b for a, b in zip(self.length_bins, other.length_bins, strict=True)]
         self.labels = dict(Counter(self.labels) + Counter(other.labels))
         self.languages = dict(Counter(self.languages) + Counter(other.languages))
+        self.flags = dict(Counter(self.flags) + Counter(other.flags))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,6 +167,12 @@ class Trace:
                 )
         elif after.meta != before.meta:
             st.annotated += 1
+            added = {k: v for k, v in after.meta.items() if before.meta.get(k) != v}
+            # Show records an operator raised a flag on (label_issue, ...), not every new score.
+            if any(v is True for v in added.values()) and len(st.flagged_examples) < EXAMPLES:
+                st.flagged_examples.append(
+                    {"id": after.id, "meta": _clip(added), "record": _clip(after.fields)}
+                )
 
     def close(self, ok: bool = True) -> None:
         self._writer.close(ok)

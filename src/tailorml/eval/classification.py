@@ -71,7 +71,9 @@ def baseline_accuracies(
     centroids = torch.stack([train_emb[label_ids == i].mean(0) for i in range(len(labels))])
     centroids = torch.nn.functional.normalize(centroids, dim=-1)
     predicted = (embed_texts(model, tokenizer, [r.text for r in test]) @ centroids.T).argmax(-1)
-    centroid = sum(labels[int(p)] == r.label for p, r in zip(predicted, test, strict=True)) / len(test)
+    centroid = sum(labels[int(p)] == r.label for p, r in zip(predicted, test, strict=True)) / len(
+        test
+    )
     return {
         "majority_label": majority_label,
         "majority_accuracy": majority,
@@ -88,7 +90,9 @@ def load_classifier(model_dir: Path) -> tuple[Any, Any, list[str]]:
     manifest = read_manifest(model_dir)
     labels = manifest.get("labels")
     if manifest.get("task") != "classification" or not labels:
-        raise InvalidRequestError(f"{model_dir} holds a {manifest.get('task')} model, not a classifier.")
+        raise InvalidRequestError(
+            f"{model_dir} holds a {manifest.get('task')} model, not a classifier."
+        )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if manifest["method"] == "lora":
         from peft import PeftModel
@@ -103,7 +107,9 @@ def load_classifier(model_dir: Path) -> tuple[Any, Any, list[str]]:
     return model, tokenizer, labels
 
 
-def predict_labels(model: Any, tokenizer: Any, labels: list[str], texts: list[str], max_length: int) -> list[str]:
+def predict_labels(
+    model: Any, tokenizer: Any, labels: list[str], texts: list[str], max_length: int
+) -> list[str]:
     """The predicted label of each text, in batches, without gradients."""
     import torch
 

@@ -57,6 +57,15 @@ def create_job(
 ) -> Job:
     model = body["model"]
     base, tasks = _base_name(model, settings)
+    if body["training_file"].startswith("ds-"):
+        from tailorml.platform.datasets import training_file_id
+
+        body = {
+            **body,
+            "training_file": training_file_id(
+                session, tenant_id=tenant_id, dataset_id=body["training_file"]
+            ),
+        }
     train_file = get_file(
         session, tenant_id=tenant_id, file_id=body["training_file"], param="training_file"
     )

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(1.0, description="How often an idle worker looks for work.")
     workers: int = Field(1, description="Worker processes `tailor serve` starts beside the API.")
 
+    data_workers: int = Field(2, description="Processes a dataset job shards its input over.")
+
     allow_model_paths: bool = Field(
         False, description="Let tenants name local folders or GGUF files as base models."
     )

@@ -77,7 +77,9 @@ def auto_batch_size(task: str, n_train: int) -> int:
 def _integer(name: str, value: object, problems: list[str]) -> int | None:
     low, high = LIMITS[name]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        problems.append(f"hyperparameters.{name} must be \"auto\" or an integer from {low} to {high}, got {value!r}")
+        problems.append(
+            f'hyperparameters.{name} must be "auto" or an integer from {low} to {high}, got {value!r}'
+        )
         return None
     return value
 
@@ -95,12 +97,16 @@ def resolve_hyperparameters(
     problems: list[str] = []
     params: list[str] = []
     if method not in ("full", "lora"):
-        problems.append(f"method must be \"full\" or \"lora\", got {method!r}")
+        problems.append(f'method must be "full" or "lora", got {method!r}')
         params.append("method")
     if n_train < 1:
         problems.append("the training file holds no records; upload at least one")
         params.append("training_file")
-    epochs = auto_epochs(max(n_train, 1)) if n_epochs == "auto" else _integer("n_epochs", n_epochs, problems)
+    epochs = (
+        auto_epochs(max(n_train, 1))
+        if n_epochs == "auto"
+        else _integer("n_epochs", n_epochs, problems)
+    )
     if epochs is None:
         params.append("hyperparameters.n_epochs")
     batch = (
@@ -116,7 +122,7 @@ def resolve_hyperparameters(
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok or not math.isfinite(value) or value <= 0 or value > 100:
             problems.append(
-                "hyperparameters.learning_rate_multiplier must be \"auto\" or a number above 0 "
+                'hyperparameters.learning_rate_multiplier must be "auto" or a number above 0 '
                 f"(at most 100), got {value!r}"
             )
             params.append("hyperparameters.learning_rate_multiplier")

@@ -101,7 +101,10 @@ def _check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
 
 
 def _build_model(
-    task: TrainTask, spec: TrainSpec, base: MaterializedModel, labels: list[str] | None,
+    task: TrainTask,
+    spec: TrainSpec,
+    base: MaterializedModel,
+    labels: list[str] | None,
     resume: Path | None,
 ) -> Any:
     from tailorml.train.lora import load_adapter_weights, wrap_with_lora
@@ -173,11 +176,16 @@ def train(
         train_records, valid_records = task.split(train_records, spec.valid_fraction, spec.seed)
     max_length = min(spec.max_length or DEFAULT_MAX_LENGTH, base.context_length)
     if spec.max_length is not None and spec.max_length > base.context_length:
-        say(f"max_length {spec.max_length} is over the context of {base.name}; "
-            f"using {base.context_length}.", "warning")
+        say(
+            f"max_length {spec.max_length} is over the context of {base.name}; "
+            f"using {base.context_length}.",
+            "warning",
+        )
 
     tokenizer = AutoTokenizer.from_pretrained(base.path)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     train_ex, skipped = task.encode(tokenizer, train_records, labels, max_length)
     valid_ex, v_skipped = task.encode(tokenizer, valid_records, labels, max_length)
     for what, reasons in (("training", skipped), ("validation", v_skipped)):
@@ -229,8 +237,10 @@ def train(
 
     if loaded is None:
         state = TrainerState(0, 0, 0, total_steps, 0, fingerprint)
-        say(f"Training {base.name} ({spec.method}) for {spec.task} on {len(train_ex)} records "
-            f"({len(valid_ex)} for validation): {spec.n_epochs} epoch(s), {total_steps} steps.")
+        say(
+            f"Training {base.name} ({spec.method}) for {spec.task} on {len(train_ex)} records "
+            f"({len(valid_ex)} for validation): {spec.n_epochs} epoch(s), {total_steps} steps."
+        )
         state.base_metrics = validate()
         state.last_eval = dict(state.base_metrics)
         on_event({"type": "metrics", "step": 0, "total_steps": total_steps, "epoch": 0.0,

@@ -91,7 +91,9 @@ def _fingerprint(path: Path) -> str:
 
 
 @register("model_source", "pypi-folder")
-def from_package_folder(locator: str, cache_dir: Path, name: str, progress: Progress | None) -> Path:
+def from_package_folder(
+    locator: str, cache_dir: Path, name: str, progress: Progress | None
+) -> Path:
     """A model folder shipped inside a Python package; used in place, nothing is copied."""
     return _check_folder(_package_file(locator))
 
@@ -114,7 +116,9 @@ def from_gguf(locator: str, cache_dir: Path, name: str, progress: Progress | Non
     path = Path(locator).expanduser()
     if not path.is_file():
         raise ModelUnavailableError(f"No GGUF file at {path}; check the path.")
-    return convert_gguf(path, Path(cache_dir) / f"gguf-{name}-{_fingerprint(path)}", progress=progress)
+    return convert_gguf(
+        path, Path(cache_dir) / f"gguf-{name}-{_fingerprint(path)}", progress=progress
+    )
 
 
 @register("model_source", "hf")
@@ -127,7 +131,9 @@ def from_hub(locator: str, cache_dir: Path, name: str, progress: Progress | None
     patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "tokenizer*"]
     try:
         return Path(
-            snapshot_download(locator, cache_dir=hub_cache, allow_patterns=patterns, local_files_only=True)
+            snapshot_download(
+                locator, cache_dir=hub_cache, allow_patterns=patterns, local_files_only=True
+            )
         )
     except (OSError, HFValidationError, ValueError):
         pass  # not cached yet; fetch it below
@@ -181,8 +187,10 @@ def _context_length(config: dict) -> int:
 def _classify_reference(name_or_path: str, allow_paths: bool, allow_hub: bool) -> tuple[str, str]:
     """(source, locator) for a name that is not in the catalog."""
     path = Path(name_or_path).expanduser()
-    looks_like_path = path.exists() or name_or_path.startswith((".", "/", "~")) or (
-        name_or_path.endswith(".gguf")
+    looks_like_path = (
+        path.exists()
+        or name_or_path.startswith((".", "/", "~"))
+        or (name_or_path.endswith(".gguf"))
     )
     if looks_like_path:
         if not allow_paths:

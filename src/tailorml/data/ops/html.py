@@ -78,6 +78,7 @@ class HtmlToTextMapper(Mapper):
 
     A page with no recognisable main text gets an empty string rather than
     its raw HTML, so a later length filter drops it with a visible reason.
+    A field without any tag is plain text already and is kept as it is.
     """
 
     name: ClassVar[str] = "html_to_text"
@@ -124,9 +125,10 @@ class HtmlToTextMapper(Mapper):
         page = doc.fields.get(self.params.field)
         if not isinstance(page, str):
             return doc
-        text = self.extract(page)
+        is_html = "<" in page
+        text = self.extract(page) if is_html else page
         fields = dict(doc.fields)
         fields[self.params.target] = text or ""
         meta = dict(doc.meta)
-        meta["html_extracted"] = bool(text)
+        meta["html_extracted"] = is_html and bool(text)
         return Document(doc.id, fields, meta)

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from tailorml import __version__
 from tailorml.platform.api.errors import install_error_handlers, openai_error
-from tailorml.platform.api.routes import admin, files, fine_tuning, inference, models
+from tailorml.platform.api.routes import admin, datasets, files, fine_tuning, inference, models
 from tailorml.platform.api.state import AppState
 from tailorml.platform.db.engine import make_engine, make_sessionmaker, migrate
 from tailorml.platform.settings import Settings
@@ -51,7 +51,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             )
         return await call_next(request)
 
-    for router in (files.router, fine_tuning.router, models.router, inference.router, admin.router):
+    for router in (
+        files.router,
+        datasets.router,
+        fine_tuning.router,
+        models.router,
+        inference.router,
+        admin.router,
+    ):
         app.include_router(router)
 
     @app.get("/health", tags=["ops"])

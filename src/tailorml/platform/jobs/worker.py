@@ -30,7 +30,7 @@ log = logging.getLogger("tailorml.worker")
 
 def _load_job_kinds() -> None:
     # Registration happens on import; job kinds live beside this module.
-    from tailorml.platform.jobs import fine_tune  # noqa: F401
+    from tailorml.platform.jobs import dataset, fine_tune  # noqa: F401
 
 
 class Worker:

@@ -1,0 +1,107 @@
+"""/v1/datasets (TailorML extension): create a dataset version from files and a recipe, follow it,
+preview its records, read its report and the records it removed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from tailorml.platform import datasets as service
+from tailorml.platform.api.deps import SessionDep, TenantDep
+from tailorml.platform.fine_tuning import event_object, list_events
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+class DatasetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    files: list[StrictStr] = Field(min_length=1, description="Ids of uploaded files (any purpose).")
+    recipe: StrictStr | dict[str, Any] = Field(
+        description="A shipped recipe's name, a recipe as YAML text, or a recipe object."
+    )
+    name: StrictStr | None = Field(None, pattern=r"^[A-Za-z0-9][\w.-]{0,63}$")
+
+
+@router.post("")
+def create_dataset(
+    body: DatasetCreate, session: SessionDep, tenant_id: TenantDep
+) -> dict[str, Any]:
+    job = service.create_dataset(session, tenant_id=tenant_id, body=body.model_dump())
+    return service.dataset_object(job)
+
+
+@router.get("")
+def list_datasets(
+    session: SessionDep, tenant_id: TenantDep, limit: int = Query(20, ge=1, le=100)
+) -> dict[str, Any]:
+    rows = service.list_datasets(session, tenant_id=tenant_id, limit=limit)
+    return {"object": "list", "data": [service.dataset_object(j) for j in rows], "has_more": False}
+
+
+@router.get("/{dataset_id}")
+def retrieve_dataset(dataset_id: str, session: SessionDep, tenant_id: TenantDep) -> dict[str, Any]:
+    return service.dataset_object(
+        service.get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
+    )
+
+
+@router.get("/{dataset_id}/events")
+def dataset_events(
+    dataset_id: str,
+    session: SessionDep,
+    tenant_id: TenantDep,
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=1000),
+) -> dict[str, Any]:
+    service.get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
+    rows, more = list_events(
+        session, tenant_id=tenant_id, job_id=dataset_id, after=after, limit=limit
+    )
+    return {"object": "list", "data": [event_object(e) for e in rows], "has_more": more}
+
+
+@router.get("/{dataset_id}/records")
+def dataset_records(
+    dataset_id: str,
+    session: SessionDep,
+    tenant_id: TenantDep,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(20, ge=1, le=1000),
+) -> dict[str, Any]:
+    result = service.finished(
+        service.get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
+    )
+    rows = service.output_rows(result, offset=offset, limit=limit)
+    return {"object": "list", "data": rows, "offset": offset, "has_more": len(rows) == limit}
+
+
+@router.get("/{dataset_id}/removed")
+def dataset_removed(
+    dataset_id: str,
+    session: SessionDep,
+    tenant_id: TenantDep,
+    limit: int = Query(100, ge=1, le=10000),
+) -> dict[str, Any]:
+    result = service.finished(
+        service.get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
+    )
+    return {"object": "list", "data": service.removed_rows(result, limit=limit)}
+
+
+@router.get("/{dataset_id}/report")
+def dataset_report(
+    dataset_id: str,
+    session: SessionDep,
+    tenant_id: TenantDep,
+    format: str = Query("json", pattern="^(json|html)$"),
+) -> FileResponse:
+    result = service.finished(
+        service.get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
+    )
+    if format == "html":
+        return FileResponse(Path(result["report_html"]), media_type="text/html")
+    return FileResponse(Path(result["report_json"]), media_type="application/json")
