@@ -148,8 +148,11 @@ def case_ws_copy(text: str, rng: random.Random) -> str:
     return "  " + "".join(out) + " \n"
 
 
-def _edit_once(words: list[str], rng: random.Random, vocab: list[str], ends: bool) -> None:
-    """One word edit in place: substitute, delete, insert or swap (near an end if ``ends``)."""
+def _edit_once(words: list[list[str]], rng: random.Random, vocab: list[str], ends: bool) -> None:
+    """One edit in place of ``[word, following space]`` pairs: substitute, delete, insert, swap.
+
+    With ``ends`` the edit falls within three words of the start or the end.
+    """
     n = len(words)
     if ends:
         i = rng.choice([rng.randrange(min(3, n)), n - 1 - rng.randrange(min(3, n))])
@@ -157,13 +160,13 @@ def _edit_once(words: list[str], rng: random.Random, vocab: list[str], ends: boo
         i = rng.randrange(n)
     op = rng.random()
     if op < 0.4:
-        words[i] = rng.choice(vocab)
+        words[i][0] = rng.choice(vocab)
     elif op < 0.6 and n > 8:
         del words[i]
     elif op < 0.85:
-        words.insert(i, rng.choice(vocab))
+        words.insert(i, [rng.choice(vocab), " "])
     elif i + 1 < n:
-        words[i], words[i + 1] = words[i + 1], words[i]
+        words[i][0], words[i + 1][0] = words[i + 1][0], words[i][0]
 
 
 def edited_copy(
@@ -171,23 +174,21 @@ def edited_copy(
 ) -> tuple[str, float] | None:
     """A word-edited copy with true Jaccard in ``[lo, hi)`` of ``text``, or None if not reached.
 
-    Edits are applied one at a time (spacing and line breaks of the source are
-    kept) until the Jaccard falls into the range; a try that jumps past it is
+    Edits are applied one at a time (each word keeps the spacing that followed
+    it) until the Jaccard falls into the range; a try that jumps past it is
     retried, later tries editing near the ends, where one edit touches fewer
     5-grams (what short documents need to stay above 0.9).
     """
     base = shingles(text)
     if len(base) < 4:
         return None
-    tokens = _SPLIT_RE.split(text)
+    tokens = _SPLIT_RE.split(text) + [""]
     for attempt in range(tries):
-        words = tokens[::2]
-        spaces = tokens[1::2]
+        words = [[w, s] for w, s in zip(tokens[::2], tokens[1::2], strict=False)]
         ends = attempt >= tries // 2
         for _ in range(4 * len(words)):
             _edit_once(words, rng, vocab, ends)
-            seps = spaces + [" "] * max(0, len(words) - 1 - len(spaces))
-            candidate = "".join(w + s for w, s in zip(words, seps + [""], strict=False))
+            candidate = "".join(w + s for w, s in words)
             j = jaccard(base, shingles(candidate))
             if j < lo:
                 break

