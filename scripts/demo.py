@@ -125,7 +125,9 @@ def follow(client: OpenAI, job_id: str, title: str) -> Any:
 def embed(client: OpenAI, model: str, texts: list[str]) -> np.ndarray:
     out = []
     for i in range(0, len(texts), 64):
-        res = client.embeddings.create(model=model, input=texts[i : i + 64])
+        res = client.embeddings.create(
+            model=model, input=texts[i : i + 64], extra_body={"truncate": True}
+        )
         out.extend(d.embedding for d in res.data)
     return np.asarray(out, dtype=np.float32)
 
@@ -151,7 +153,7 @@ def classification(client: OpenAI) -> dict[str, Any]:
     for i in range(0, len(texts), 32):
         res = client.post(
             "/classifications",
-            body={"model": job.fine_tuned_model, "input": texts[i : i + 32]},
+            body={"model": job.fine_tuned_model, "input": texts[i : i + 32], "truncate": True},
             cast_to=httpx.Response,
         )
         predicted.extend(d["label"] for d in res.json()["data"])

@@ -47,6 +47,12 @@ def test_too_long_input_is_refused(engine: Engine, encoder_ref: ModelRef) -> Non
     with pytest.raises(InvalidRequestError) as err:
         engine.embed(encoder_ref, [])
     assert err.value.param == "input"
+    vectors, tokens = engine.embed(encoder_ref, [long], truncate=True)
+    assert tokens == 512 and len(vectors) == 1
+    head = long[: len(long) // 4]
+    while engine.count_tokens(encoder_ref, head) > 512:
+        head = head[: len(head) * 3 // 4]
+    assert engine.embed(encoder_ref, [head], truncate=True)[1] < 512  # short inputs untouched
 
 
 def test_classifier_scores_are_a_distribution(engine: Engine, tiny: TinyModels) -> None:

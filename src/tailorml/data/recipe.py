@@ -109,8 +109,11 @@ def discover_ops() -> dict[str, str]:
     optional dependency must not hide every other operator); a recipe that
     names an operator from such a module gets the reason in its error.
     """
-    import tailorml.data.ops as ops_pkg
-
+    try:  # the package's __init__ imports its modules: one failure surfaces here
+        import tailorml.data.ops as ops_pkg
+    except ImportError as exc:
+        _IMPORT_ERRORS["tailorml.data.ops"] = f"{type(exc).__name__}: {exc}"
+        return dict(_IMPORT_ERRORS)
     for info in pkgutil.iter_modules(ops_pkg.__path__, prefix="tailorml.data.ops."):
         if info.name in _IMPORT_ERRORS:
             continue

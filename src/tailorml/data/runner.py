@@ -21,6 +21,10 @@ Layout of ``output_dir``::
     _work/<stage>/part-*.jsonl  intermediate stage outputs
     _done/<stage>-00000         completion markers (holding the shard's stats)
 
+Progress is reported per finished shard (``done``/``total`` shards and the
+records written so far): shards run in other processes or on other
+machines, and a per-record channel back would cost more than it shows.
+
 A shard writes its files atomically and then its marker, so a rerun with
 the same recipe and inputs skips finished shards and redoes the rest; a
 changed recipe or input starts over.

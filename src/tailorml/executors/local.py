@@ -2,8 +2,10 @@
 
 Workers are *spawned*, not forked: a fork of a process that already holds
 torch's or tokenizers' threads can deadlock, and spawn gives every shard a
-clean interpreter. With ``workers=1`` the tasks run in this process, which
-is what a debugger or a small job wants.
+clean interpreter. As with any spawn-based pool, a script that calls it
+with ``workers > 1`` needs the ``if __name__ == "__main__":`` guard (the
+``tailor`` command has it). With ``workers=1`` the tasks run in this
+process, which is what a debugger or a small job wants.
 """
 
 from __future__ import annotations

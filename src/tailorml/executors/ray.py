@@ -5,7 +5,9 @@ so results, markers and resuming behave identically. If Ray is already
 initialised (a notebook, a test, a cluster job) it is used as is; otherwise
 ``ray.init(address)`` connects to ``address`` or starts a local instance.
 Shards write their outputs straight to the output folder, which therefore
-must be a path every Ray node sees (a shared filesystem) on a cluster.
+must be a path every Ray node sees (a shared filesystem) on a cluster, and
+``tailorml`` must be importable on every node (installed, or on the
+``PYTHONPATH`` of the Ray runtime environment).
 """
 
 from __future__ import annotations

@@ -228,13 +228,20 @@ class Engine:
 
     # -- encoders ------------------------------------------------------------
 
-    def embed(self, ref: ModelRef, inputs: list[str]) -> tuple[list[list[float]], int]:
-        """L2-normalised mean-pooled vectors for ``inputs``, and their token count."""
+    def embed(
+        self, ref: ModelRef, inputs: list[str], *, truncate: bool = False
+    ) -> tuple[list[list[float]], int]:
+        """L2-normalised mean-pooled vectors for ``inputs``, and their token count.
+
+        ``truncate`` cuts inputs longer than the context instead of refusing them.
+        """
         model, adapter = self._cache.get(ref)
-        batch = self._encode_inputs(ref, model, adapter, inputs)
+        batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
         return self._backend.embed(model, adapter, batch), sum(map(len, batch))
 
-    def classify(self, ref: ModelRef, inputs: list[str]) -> tuple[list[dict[str, Any]], int]:
+    def classify(
+        self, ref: ModelRef, inputs: list[str], *, truncate: bool = False
+    ) -> tuple[list[dict[str, Any]], int]:
         """``{"label", "score", "scores"}`` per input (softmax), and the token count."""
         spec = base_spec(ref)
         if spec.head != "classifier":
@@ -249,7 +256,7 @@ class Engine:
         # model saved without id2label: the manifest's labels are the real ones.
         if ref.labels and (adapter is not None or _placeholder_labels(labels)):
             labels = ref.labels
-        batch = self._encode_inputs(ref, model, adapter, inputs)
+        batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
         results = []
         for probs in self._backend.classify(model, adapter, batch):
             names = labels if len(labels) == len(probs) else tuple(map(str, range(len(probs))))
@@ -259,16 +266,24 @@ class Engine:
         return results, sum(map(len, batch))
 
     def _encode_inputs(
-        self, ref: ModelRef, model: LoadedModel, adapter: str | None, inputs: list[str]
+        self,
+        ref: ModelRef,
+        model: LoadedModel,
+        adapter: str | None,
+        inputs: list[str],
+        truncate: bool = False,
     ) -> list[list[int]]:
         limit = _context_limit(ref, model)
         batch = []
         for i, text in enumerate(check_inputs(inputs)):
             ids = model.encode(adapter, text, special=True)
-            if len(ids) > limit:
+            if len(ids) > limit and truncate:
+                ids = ids[: limit - 1] + ids[-1:]  # keep the closing special token ([SEP])
+            elif len(ids) > limit:
                 raise ContextLengthExceededError(
                     f"This model's maximum context length is {limit} tokens, however input "
-                    f"{i} has {len(ids)} tokens. Please shorten or split that input.",
+                    f"{i} has {len(ids)} tokens. Please shorten or split that input, or send "
+                    '"truncate": true to cut it.',
                     param="input",
                 )
             batch.append(ids)

@@ -34,6 +34,8 @@ class ClassificationTask(TrainTask):
     architecture = "encoder"
     record_type = ClassificationRecord
     peft_task_type = "SEQ_CLS"
+    # BERT-like models call their head "classifier", decoders "score".
+    head_modules = frozenset({"classifier", "score"})
 
     def labels(self, records: list[Record]) -> list[str]:
         found = sorted({r.label for r in records if isinstance(r, ClassificationRecord)})

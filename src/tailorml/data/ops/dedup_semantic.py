@@ -25,6 +25,7 @@ from tailorml.data.core import Document, GlobalStep, Verdict
 from tailorml.errors import ModelUnavailableError
 from tailorml.registry import register
 
+
 class SemanticDedupParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -140,6 +141,7 @@ class SemanticDedup(GlobalStep):
             if j == i:
                 yield doc, Verdict.ok()
             else:
-                yield doc, Verdict.drop(
-                    f"semantic duplicate of {docs[j].id} (cosine {cosine[i]:.3f})"
+                yield (
+                    doc,
+                    Verdict.drop(f"semantic duplicate of {docs[j].id} (cosine {cosine[i]:.3f})"),
                 )

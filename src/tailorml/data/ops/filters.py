@@ -21,6 +21,7 @@ from tailorml.data.ops.normalize import count_words, is_cjk
 from tailorml.errors import InvalidRequestError, ModelUnavailableError
 from tailorml.registry import register
 
+
 def _tokenizer_location(name_or_path: str) -> tuple[Path, str | None]:
     """(folder, GGUF file name or None) of a tokenizer folder or a catalog model's tokenizer."""
     folder = Path(name_or_path).expanduser()

@@ -24,14 +24,23 @@ from pydantic import BaseModel, ConfigDict
 from tailorml.data.core import Document, Mapper
 from tailorml.registry import register
 
-# Cc characters except tab, newline and carriage return, plus invisible format
-# characters that only get in the way (BOM, zero-width space, soft hyphen).
-# Zero-width joiners are kept: emoji sequences and some scripts need them.
-_CONTROL_RE = regex.compile(r"[^\P{Cc}\t\n\r]|[\ufeff\u200b\u00ad]")
-_HSPACE_RE = regex.compile(r"[^\S\n]+")  # any whitespace but the newline
-_SPACE_AROUND_NL_RE = regex.compile(r" ?\n ?")
-_BLANK_LINES_RE = regex.compile(r"\n{3,}")
-_ANY_SPACE_RE = regex.compile(r"\s+")
+# Cc (exactly U+0000-U+001F and U+007F-U+009F) except tab, newline and carriage
+# return, plus invisible format characters that only get in the way (BOM,
+# zero-width space, soft hyphen). Zero-width joiners are kept: emoji
+# sequences and some scripts need them.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\u200b\u00ad]")
+# Whitespace other than a lone space or a newline: runs of two or more, or one
+# tab / no-break space / ideographic space... (a lone space needs no work).
+_HSPACE_RE = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
+_SPACE_AROUND_NL_RE = re.compile(r" \n ?|\n ")
+_BLANK_LINES_RE = re.compile(r"\n{3,}")
+# Characters without which ftfy has nothing to repair: UTF-8 read as Latin-1 or
+# Windows-1252 always shows a lead byte as one of U+00C2-U+00F4; C1 controls,
+# surrogates and terminal escapes are ftfy's other targets. Mojibake through
+# rarer codecs (MacRoman, cp437) that shows none of these is left alone: the
+# check spares most non-English text a slow pass that would change nothing.
+_MOJIBAKE_HINT_RE = re.compile("[\u00c2-\u00f4\x80-\x9f\ud800-\udfff\x1b\ufffd]")
+_ANY_SPACE_RE = re.compile(r"\s+")
 _PUNCT_RE = regex.compile(r"[\p{P}\p{S}]+")
 # Scripts written without spaces between words, where a character is the unit.
 _CJK_CHAR_RE = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
@@ -56,7 +65,7 @@ def is_cjk(text: str, min_fraction: float = 0.3) -> bool:
 
 def count_words(text: str) -> int:
     """Whitespace-separated words, each Han or kana character counting as one word."""
-    if text.isascii():
+    if text.isascii() or _CJK_BLOCKS_RE.search(text) is None:
         return len(text.split())
     return len(_WORD_OR_CJK_RE.findall(text))
 
@@ -78,9 +87,20 @@ def canonical_text(text: str, *, casefold: bool = True, strip_punctuation: bool 
 
 def collapse_whitespace(text: str) -> str:
     """One space between words, no spaces at line ends, at most one blank line in a row."""
-    text = _HSPACE_RE.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = _SPACE_AROUND_NL_RE.sub("\n", text)
-    return _BLANK_LINES_RE.sub("\n\n", text).strip()
+    # Substring tests (C speed) decide which regex passes are needed at all.
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii() or "  " in text or "\t" in text or "\x0b" in text or "\x0c" in text:
+        text = _HSPACE_RE.sub(" ", text)
+    if " \n" in text or "\n " in text:
+        text = _SPACE_AROUND_NL_RE.sub("\n", text)
+    if "\n\n\n" in text:
+        text = _BLANK_LINES_RE.sub("\n\n", text)
+    return text.strip()
+
+
+def _strip_line_ends(text: str) -> str:
+    return text.replace("\n", "").replace("\t", "").replace("\r", "")
 
 
 class NormalizeParams(BaseModel):
@@ -142,7 +162,7 @@ class TextNormalizer(Mapper):
         p = self.params
         ascii_only = text.isascii()
         # ASCII text cannot hold mojibake nor need NFKC: skip the two costly steps.
-        if p.fix_mojibake and not ascii_only:
+        if p.fix_mojibake and not ascii_only and _MOJIBAKE_HINT_RE.search(text):
             if self._fix_text is None:
                 self.setup()
             text = self._fix_text(text)
@@ -151,7 +171,8 @@ class TextNormalizer(Mapper):
             ascii_only = text.isascii()
         if p.nfkc and not ascii_only:
             text = unicodedata.normalize("NFKC", text)
-        if p.remove_control:
+        # Every character _CONTROL_RE removes is unprintable: printable text skips the pass.
+        if p.remove_control and not _strip_line_ends(text).isprintable():
             text = _CONTROL_RE.sub("", text)
         if p.normalize_whitespace:
             text = collapse_whitespace(text)

@@ -24,14 +24,20 @@ EMAIL_RE = re.compile(r"[\w.%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}\b")
 URL_CREDENTIALS_RE = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://([^\s:/@]+:[^\s/@]+)@")
 # Provider key formats, each with a literal that must occur for it to be tried.
 SECRET_RES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
-    (("AKIA", "ASIA", "AGPA", "AIDA", "AROA"), re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b")),
+    (
+        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA"),
+        re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"),
+    ),
     (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36}\b")),
     (("github_pat_",), re.compile(r"\bgithub_pat_\w{82}\b")),
     (("sk-",), re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}")),  # OpenAI
     (("xox",), re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),  # Slack
     (("AIza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),  # Google
     (("_live_",), re.compile(r"\b(?:sk|rk)_live_[0-9a-zA-Z]{20,}\b")),  # Stripe
-    (("PRIVATE KEY",), re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----")),
+    (
+        ("PRIVATE KEY",),
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----"),
+    ),
 )
 _SECRET_ANCHORS = tuple(a for anchors, _ in SECRET_RES for a in anchors)
 SECRET_NAMES = ("key", "secret", "token", "passw", "pwd", "auth")
@@ -108,9 +114,14 @@ def shannon_entropy(s: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
 
 
+_URL_USER_BEFORE_RE = re.compile(r"://[^\s/@:]+:$")
+
+
 def find_email(text: str, lo: int, hi: int) -> Spans:
     for m in EMAIL_RE.finditer(text, lo, hi):
-        yield m.span()
+        # "https://user:pass@host" holds credentials, not an address "pass@host".
+        if not _URL_USER_BEFORE_RE.search(text, max(0, m.start() - 256), m.start()):
+            yield m.span()
 
 
 def find_url_credentials(text: str, lo: int, hi: int) -> Spans:
@@ -198,9 +209,13 @@ def find_phone(text: str, lo: int, hi: int) -> Spans:
         if raw.isdigit() and not 9 <= n <= 12:
             continue
         start, end = m.span()
-        if raw.count(" ") == 1 and raw.replace(" ", "").isdigit() and (
-            _ADDRESS_AFTER_RE.match(text, end)
-            or _ADDRESS_BEFORE_RE.search(text, max(0, start - 8), start)
+        if (
+            raw.count(" ") == 1
+            and raw.replace(" ", "").isdigit()
+            and (
+                _ADDRESS_AFTER_RE.match(text, end)
+                or _ADDRESS_BEFORE_RE.search(text, max(0, start - 8), start)
+            )
         ):
             continue
         yield start, end

@@ -15,10 +15,11 @@ repetition) are skipped rather than misapplied.
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
 from typing import Any, ClassVar
 
 import numpy as np
-import regex
 from pydantic import BaseModel, ConfigDict
 
 from tailorml.data.core import Document, Filter, Verdict
@@ -31,8 +32,8 @@ GOPHER_STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "
 CJK_STOP_CHARS = ("的", "了", "是", "在", "和", "有", "不", "我", "这", "也", "就", "都")
 _PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~“”‘’«»„…–—·"
 _BULLETS = ("•", "●", "▪", "‣", "◦", "-", "*", "·")
-_ALPHA_TOKEN_RE = regex.compile(r"\S*[^\W\d_]\S*")
-_PARAGRAPH_RE = regex.compile(r"\n\s*\n")
+_HAS_LETTER_RE = re.compile(r"[^\W\d_]")
+_PARAGRAPH_RE = re.compile(r"\n\s*\n")
 # Odd 64-bit multipliers for the polynomial n-gram hash of word ids.
 _NGRAM_MULTIPLIERS = np.random.default_rng(0x60_9E).integers(1, 2**63, 16, dtype=np.uint64) | 1
 
@@ -94,17 +95,26 @@ def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
-def repetition_ratios(words: list[str], top_ns: list[int], dup_ns: list[int]) -> dict[str, float]:
+def repetition_ratios(
+    words: list[str],
+    top_ns: list[int],
+    dup_ns: list[int],
+    dup_limits: dict[int, float] | None = None,
+) -> dict[str, float]:
     """Gopher's n-gram repetition measures of a word list, as shares of its characters.
 
     ``top_<n>``: characters of the most frequent n-gram times its count (0 if
     it occurs once). ``dup_<n>``: characters of words covered by an n-gram
-    seen earlier in the text.
+    seen earlier in the text. Coverage can only shrink as n grows (a repeated
+    10-gram is made of repeated 5-grams), so given ``dup_limits`` the longer
+    n-grams are skipped once the coverage is under all their limits; their
+    keys are then absent.
     """
     out: dict[str, float] = {}
-    vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), np.uint64, len(words))
-    lens = np.fromiter((len(w) for w in words), np.int64, len(words))
+    vocab: defaultdict[str, int] = defaultdict()
+    vocab.default_factory = vocab.__len__  # a new word gets the next id
+    ids = np.fromiter(map(vocab.__getitem__, words), np.uint64, len(words))
+    lens = np.fromiter(map(len, words), np.int64, len(words))
     total = int(lens.sum()) or 1
     csum = np.concatenate(([0], np.cumsum(lens)))
     for n in top_ns:
@@ -129,7 +139,10 @@ def repetition_ratios(words: list[str], top_ns: list[int], dup_ns: list[int]) ->
         np.add.at(cover, dup_starts, 1)
         np.add.at(cover, dup_starts + n, -1)
         covered = np.cumsum(cover[:-1]) > 0
-        out[f"dup_{n}"] = float(lens[covered].sum()) / total
+        out[f"dup_{n}"] = value = float(lens[covered].sum()) / total
+        longer = [limit for m, limit in (dup_limits or {}).items() if m > n]
+        if longer and value <= min(longer):
+            break
     return out
 
 
@@ -161,7 +174,7 @@ class GopherQualityFilter(Filter):
             return f"quality: words {n_words} > {p.max_words}"
         if n_words == 0:
             return None  # nothing more to judge; min_words decides about empty text
-        words = [w for w in (t.strip(_PUNCT) for t in tokens) if w]
+        words = [w for w in [t.strip(_PUNCT) for t in tokens] if w]
         if not cjk and words:
             mean_len = sum(map(len, words)) / len(words)
             if p.min_mean_word_length is not None and mean_len < p.min_mean_word_length:
@@ -187,14 +200,17 @@ class GopherQualityFilter(Filter):
                         f"quality: ellipsis_lines_ratio {ratio:.3f} > {p.max_ellipsis_lines_ratio}"
                     )
         if not cjk and p.min_alpha_words_ratio is not None:
-            ratio = len(_ALPHA_TOKEN_RE.findall(text)) / len(tokens)
+            # Most tokens are all letters (one C call each); only the rest need the regex.
+            alpha = sum(map(str.isalpha, tokens))
+            alpha += sum(1 for t in tokens if not t.isalpha() and _HAS_LETTER_RE.search(t))
+            ratio = alpha / len(tokens)
             if ratio < p.min_alpha_words_ratio:
                 return f"quality: alpha_words_ratio {ratio:.3f} < {p.min_alpha_words_ratio}"
         if p.min_stop_words is not None:
             if cjk:
                 found = sum(text.count(c) for c in CJK_STOP_CHARS)
             else:
-                found = sum(1 for w in words if w.lower() in self._stop)
+                found = sum(map(self._stop.__contains__, map(str.lower, words)))
             if found < p.min_stop_words:
                 return f"quality: stop_words {found} < {p.min_stop_words}"
         return self._check_repetition(text, lines, words, cjk)
@@ -229,7 +245,7 @@ class GopherQualityFilter(Filter):
         if cjk or not words:
             return None
         tops, dups = p.max_top_ngram_char_ratio, p.max_dup_ngram_char_ratio
-        ratios = repetition_ratios(words, sorted(tops), sorted(dups))
+        ratios = repetition_ratios(words, sorted(tops), sorted(dups), dups)
         for n, limit in sorted(tops.items()):
             value = ratios.get(f"top_{n}", 0.0)
             if value > limit:

@@ -119,8 +119,14 @@ class EmbeddingRequest(_Body):
     input: StrictStr | list[StrictStr] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
+    truncate: bool = Field(
+        False, description="TailorML extension: cut inputs longer than the context."
+    )
 
 
 class ClassificationRequest(_Body):
     model: StrictStr
     input: StrictStr | list[StrictStr] = Field(min_length=1)
+    truncate: bool = Field(
+        False, description="Cut inputs longer than the context instead of refusing them."
+    )

@@ -198,7 +198,7 @@ def embeddings(
         )
     ref = _ref(session, state, tenant_id, body.model, need="embed")
     inputs = [body.input] if isinstance(body.input, str) else body.input
-    vectors, tokens = state.serving.embed(ref, inputs)
+    vectors, tokens = state.serving.embed(ref, inputs, truncate=body.truncate)
 
     def encode(v: list[float]) -> Any:
         if body.encoding_format == "base64":
@@ -222,7 +222,7 @@ def classifications(
 ) -> dict[str, Any]:
     ref = _ref(session, state, tenant_id, body.model, need="classify")
     inputs = [body.input] if isinstance(body.input, str) else body.input
-    results, tokens = state.serving.classify(ref, inputs)
+    results, tokens = state.serving.classify(ref, inputs, truncate=body.truncate)
     return {
         "object": "list",
         "model": body.model,

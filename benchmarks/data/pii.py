@@ -1,0 +1,157 @@
+"""PII detection quality per entity type: TailorML's ``detect_pii`` vs presidio-analyzer.
+
+Data: ``../shared/datasets/pii_presidio_synth/synth_dataset_v2.jsonl``
+(1,500 template sentences filled with fake PII; gold spans with character
+offsets, see its PROVENANCE.md). Scored are the entity types both sides
+claim to detect, under common names:
+
+    EMAIL (EMAIL_ADDRESS), PHONE (PHONE_NUMBER), CREDIT_CARD, IBAN (IBAN_CODE),
+    US_SSN, IP_ADDRESS, PERSON
+
+TailorML runs twice: ``detect_pii`` (the patterns, its default) and the
+``pii_redact`` operator with ``PERSON`` opted in (the patterns plus spaCy's
+small English NER). Presidio runs in its own virtual environment with the
+offline spaCy model (``tools/presidio_run.py``), default recognizers and
+threshold. A prediction matches a gold span of the same type when they
+overlap ("overlap") or have the same boundaries after stripping spaces and
+punctuation at the ends ("exact"). precision = matched predictions /
+predictions, recall = matched gold spans / gold spans, per type.
+
+Run: ``.venv/bin/python benchmarks/data/pii.py``. Results go to
+``benchmarks/work/results/pii.json`` and stdout as Markdown.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ROOT, WORK, run_tool  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "datasets" / "pii_presidio_synth" / "synth_dataset_v2.jsonl"
+# Dataset / presidio names -> the common names scored here (TailorML's names).
+COMMON = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "EMAIL": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "PHONE": "PHONE",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN",
+    "IBAN": "IBAN",
+    "US_SSN": "US_SSN",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "PERSON": "PERSON",
+}
+TYPES = ["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "PERSON"]
+_EDGE = " \t\n.,;:!?\"'()[]<>"
+
+Span3 = tuple[int, int, str]
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start] in _EDGE:
+        start += 1
+    while end > start and text[end - 1] in _EDGE:
+        end -= 1
+    return start, end
+
+
+def match_counts(texts: list[str], gold: list[list[Span3]], pred: list[list[Span3]]) -> dict:
+    """Per type: gold, predicted, and matched counts under overlap and exact criteria."""
+    out = {t: dict.fromkeys(("gold", "pred", "tp_pred", "tp_gold", "exact"), 0) for t in TYPES}
+    for text, g_spans, p_spans in zip(texts, gold, pred, strict=True):
+        for t in TYPES:
+            g = [_trim(text, s, e) for s, e, k in g_spans if k == t]
+            p = [_trim(text, s, e) for s, e, k in p_spans if k == t]
+            c = out[t]
+            c["gold"] += len(g)
+            c["pred"] += len(p)
+            c["tp_pred"] += sum(any(ps < ge and gs < pe for gs, ge in g) for ps, pe in p)
+            c["tp_gold"] += sum(any(ps < ge and gs < pe for ps, pe in p) for gs, ge in g)
+            c["exact"] += len(set(g) & set(p))
+    for c in out.values():
+        c["precision"] = round(c["tp_pred"] / c["pred"], 3) if c["pred"] else None
+        c["recall"] = round(c["tp_gold"] / c["gold"], 3) if c["gold"] else None
+        c["exact_precision"] = round(c["exact"] / c["pred"], 3) if c["pred"] else None
+        c["exact_recall"] = round(c["exact"] / c["gold"], 3) if c["gold"] else None
+    return out
+
+
+def tailorml_predictions(texts: list[str], person: bool) -> tuple[list[list[Span3]], float]:
+    from tailorml.data.ops.pii import PiiRedactor
+    from tailorml.data.ops.pii_detect import ENTITY_TYPES, detect_pii
+
+    if person:
+        op = PiiRedactor(entities=[*ENTITY_TYPES, "PERSON"])
+        op.setup()
+        find = op.find
+    else:
+        find = detect_pii
+    start = time.perf_counter()
+    spans = [[(s.start, s.end, s.type) for s in find(t)] for t in texts]
+    return spans, time.perf_counter() - start
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def markdown(results: dict[str, dict]) -> str:
+    names = list(results)
+    head = "| type | gold | " + " | ".join(f"{n} P / R (exact P / R)" for n in names) + " |"
+    lines = [head, "|---|---|" + "---|" * len(names)]
+    for t in TYPES:
+        gold = results[names[0]]["scores"][t]["gold"]
+        cells = []
+        for n in names:
+            c = results[n]["scores"][t]
+            cells.append(
+                f"{_fmt(c['precision'])} / {_fmt(c['recall'])} "
+                f"({_fmt(c['exact_precision'])} / {_fmt(c['exact_recall'])})"
+            )
+        lines.append(f"| {t} | {gold} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| ms per record | | " + " | ".join(f"{results[n]['ms_per_doc']:.2f}" for n in names) + " |"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if not DATA.is_file():
+        raise SystemExit(f"No PII data set at {DATA} (see shared/datasets/README.md).")
+    print(f"load average at start: {os.getloadavg()}")
+    rows = [json.loads(line) for line in DATA.open(encoding="utf-8")]
+    texts = [r["full_text"] for r in rows]
+    gold = [
+        [(s["start_position"], s["end_position"], COMMON[s["entity_type"]])
+         for s in r["spans"] if s["entity_type"] in COMMON]  # fmt: skip
+        for r in rows
+    ]
+    results: dict[str, dict] = {}
+    for name, person in (("tailorml detect_pii", False), ("tailorml +PERSON", True)):
+        pred, seconds = tailorml_predictions(texts, person)
+        results[name] = {"scores": match_counts(texts, gold, pred), "ms_per_doc": 1000 * seconds / len(texts)}
+    workdir = WORK / "runs" / "pii-presidio"
+    m = run_tool("presidio", ["--input", str(DATA)], workdir, mode="pii")
+    if m.rc == 0:
+        raw = json.loads((workdir / "predictions.json").read_text())
+        pred = [[(s, e, COMMON[k]) for s, e, k, _ in spans if k in COMMON] for spans in raw]
+        results["presidio"] = {
+            "scores": match_counts(texts, gold, pred),
+            "ms_per_doc": 1000 * m.pipeline_s / len(texts),
+            "peak_pss_mb": m.peak_pss_mb,
+        }
+    out = WORK / "results" / "pii.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    out.write_text(json.dumps({"date": stamp, "results": results}, indent=1))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
