@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import random
 import re

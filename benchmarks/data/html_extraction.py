@@ -122,7 +122,7 @@ def main() -> None:
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
     out.write_text(json.dumps({"date": stamp, "pages": len(pages), "results": results}, indent=1))
     print("| settings | precision | recall | F1 (mean) | F1 (median) | micro P / R / F1 | "
-          "empty pages | ms/page |")  # fmt: skip
+          "empty pages | ms/page |")
     print("|---|---|---|---|---|---|---|---|")
     for label, r in results.items():
         print(

@@ -65,7 +65,7 @@ def score(truth: dict, kept: set[str]) -> dict:
         "precision_ge_0.6": round((tp + borderline) / (tp + fp), 4) if tp + fp else None,
         "recall_ge_0.7": round(
             tp / sum(b["pairs"] for k, b in bins.items() if not k.startswith("edited_0.5")
-                     and not k.startswith("edited_0.6")), 4  # fmt: skip
+                     and not k.startswith("edited_0.6")), 4
         ),
         "recall_ge_0.8": round(
             sum(bins[k]["flagged"] for k in high) / sum(bins[k]["pairs"] for k in high), 4
@@ -101,7 +101,7 @@ def markdown(results: dict[str, dict]) -> str:
     for key in ("precision", "precision_ge_0.6", "recall_ge_0.7", "recall_ge_0.8"):
         lines.append(f"| **{key}** | | " + " | ".join(f"{s[t][key]:.4f}" for t in tools) + " |")
     lines.append("| seconds (whole child process) | | " + " | ".join(
-        f"{results[t]['measurement']['wall_s']:.1f}" for t in tools) + " |")  # fmt: skip
+        f"{results[t]['measurement']['wall_s']:.1f}" for t in tools) + " |")
     return "\n".join(lines)
 
 
@@ -121,7 +121,7 @@ def main() -> None:
             continue
         results[tool] = {"measurement": m.to_dict(), "score": score(truth, kept_ids(workdir))}
         print(f"{tool}: precision {results[tool]['score']['precision']}, "
-              f"recall>=0.8 {results[tool]['score']['recall_ge_0.8']}, {m.wall_s:.1f}s")  # fmt: skip
+              f"recall>=0.8 {results[tool]['score']['recall_ge_0.8']}, {m.wall_s:.1f}s")
     out = WORK / "results" / "near_dup_quality.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().isoformat(timespec="seconds")

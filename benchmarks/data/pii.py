@@ -129,7 +129,7 @@ def main() -> None:
     texts = [r["full_text"] for r in rows]
     gold = [
         [(s["start_position"], s["end_position"], COMMON[s["entity_type"]])
-         for s in r["spans"] if s["entity_type"] in COMMON]  # fmt: skip
+         for s in r["spans"] if s["entity_type"] in COMMON]
         for r in rows
     ]
     results: dict[str, dict] = {}

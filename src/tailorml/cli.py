@@ -70,11 +70,19 @@ def serve(
     settings = Settings()
     _sessions(settings)  # migrate once, before the workers start
     n_workers = settings.workers if workers is None else workers
-    env = {**os.environ}
+    # Workers stop by themselves if this process dies without stopping them (SIGKILL).
+    env = {**os.environ, "TAILOR_PARENT_PID": str(os.getpid())}
     procs = [
         subprocess.Popen([sys.executable, "-m", "tailorml", "worker"], env=env)
         for _ in range(n_workers)
     ]
+
+    def _exit(signum: int, _frame: object) -> None:
+        # uvicorn re-raises the signal it caught once it has shut down; leaving through
+        # SystemExit rather than the default handler lets `finally` stop the workers.
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
     try:
         uvicorn.run(
             create_app(settings, run_migrations=False),

@@ -29,13 +29,13 @@ def main() -> None:
     minhash = [
         "--num_perm", str(NUM_PERM), "--ngram", str(NGRAM), "--threshold", str(THRESHOLD),
         "--min_length", "0", "--hash_func", "xxh3",
-    ]  # fmt: skip
+    ]
     commands = []
     if args.mode == "pipeline":
         exact_out = w / "exact"
         commands.append(
             ["text_dedup.exact_hash", *source, *common, "--hash_func", "xxh3",
-             "--output", str(exact_out)]  # fmt: skip
+             "--output", str(exact_out)]
         )
         source = ["--local", "--path", str(exact_out)]
     commands.append(["text_dedup.minhash", *source, *common, *minhash, "--output", str(w / "out")])

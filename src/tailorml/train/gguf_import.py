@@ -64,7 +64,7 @@ def _write_converted(gguf_path: Path, out: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(
             gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, NotImplementedError) as exc:
         raise ModelUnavailableError(
             f"transformers could not read {gguf_path.name} ({exc}); it reads GGUF files of "
             "Llama-family decoders. Convert the model to a Hugging Face folder instead."

@@ -139,13 +139,19 @@ def from_hub(locator: str, cache_dir: Path, name: str, progress: Progress | None
         pass  # not cached yet; fetch it below
     _say(progress, f"Downloading {locator} from the model hub")
     try:
-        return Path(snapshot_download(locator, cache_dir=hub_cache, allow_patterns=patterns))
+        path = Path(snapshot_download(locator, cache_dir=hub_cache, allow_patterns=patterns))
     # huggingface_hub raises OSError subclasses for network and 404 failures.
     except (OSError, HFValidationError, ValueError) as exc:
         raise ModelUnavailableError(
             f"Could not fetch {locator!r} from the model hub ({type(exc).__name__}); this machine may "
             f"be offline. Use a catalog model ({_catalog_names()}) or a local folder instead."
         ) from exc
+    if not any(path.glob("*.safetensors")):
+        # We fetch safetensors only: pickled .bin weights can run code when loaded.
+        raise ModelUnavailableError(
+            f"{locator} has no safetensors weights; TailorML loads only safetensors from the hub."
+        )
+    return _check_folder(path)
 
 
 def read_config(path: Path) -> dict:

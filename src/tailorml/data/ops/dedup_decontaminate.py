@@ -27,13 +27,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tailorml.data.core import TEXT_FIELDS, Document, GlobalStep, Verdict, iter_texts
-from tailorml.data.ops.dedup_minhash import (
+from tailorml.data.ops.dedup_minhash import estimated_jaccard, lsh_bands, optimal_bands
+from tailorml.data.ops.dedup_signatures import (
     MinHashParams,
-    estimated_jaccard,
-    lsh_bands,
     minhash_signatures,
     ngram_hashes,
-    optimal_bands,
     word_hashes,
 )
 from tailorml.errors import FileFormatError, InvalidRequestError

@@ -15,6 +15,7 @@ repetition) are skipped rather than misapplied.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import defaultdict
 from typing import Any, ClassVar
@@ -95,6 +96,20 @@ def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
+def _groups(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stable sort order of ``h`` and where each run of equal values starts in it.
+
+    One argsort serves both the most-frequent and the repeated n-gram
+    measures (``np.unique`` would sort again for each output it returns).
+    """
+    order = np.argsort(h, kind="stable")
+    sorted_h = h[order]
+    starts = np.empty(len(h), bool)
+    starts[:1] = True
+    np.not_equal(sorted_h[1:], sorted_h[:-1], out=starts[1:])
+    return order, np.flatnonzero(starts)
+
+
 def repetition_ratios(
     words: list[str],
     top_ns: list[int],
@@ -120,17 +135,19 @@ def repetition_ratios(
     for n in top_ns:
         if len(words) <= n:
             continue
-        _, first, counts = np.unique(_ngram_hashes(ids, n), return_index=True, return_counts=True)
+        order, first = _groups(_ngram_hashes(ids, n))
+        counts = np.diff(np.append(first, len(order)))
         best = int(counts.argmax())
         if counts[best] > 1:
-            start = first[best]
+            start = order[first[best]]  # the n-gram's first occurrence
             out[f"top_{n}"] = float(csum[start + n] - csum[start]) * counts[best] / total
     for n in sorted(dup_ns):
         if len(words) <= n:
             continue
-        h = _ngram_hashes(ids, n)
-        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-        dup_starts = np.flatnonzero(first[inverse] < np.arange(len(h)))
+        order, first = _groups(_ngram_hashes(ids, n))
+        repeat = np.ones(len(order), bool)
+        repeat[first] = False
+        dup_starts = order[repeat]  # every occurrence but the first of each n-gram
         if len(dup_starts) == 0:
             # No repeated n-gram means no repeated longer one either.
             out.update({f"dup_{m}": 0.0 for m in dup_ns if m >= n})
@@ -201,8 +218,8 @@ class GopherQualityFilter(Filter):
                     )
         if not cjk and p.min_alpha_words_ratio is not None:
             # Most tokens are all letters (one C call each); only the rest need the regex.
-            alpha = sum(map(str.isalpha, tokens))
-            alpha += sum(1 for t in tokens if not t.isalpha() and _HAS_LETTER_RE.search(t))
+            others = list(itertools.filterfalse(str.isalpha, tokens))
+            alpha = len(tokens) - len(others) + sum(map(bool, map(_HAS_LETTER_RE.search, others)))
             ratio = alpha / len(tokens)
             if ratio < p.min_alpha_words_ratio:
                 return f"quality: alpha_words_ratio {ratio:.3f} < {p.min_alpha_words_ratio}"

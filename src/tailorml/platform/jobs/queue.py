@@ -125,6 +125,18 @@ def renew(
         return owner, cancel
 
 
+def release(factory: sessionmaker[Session], *, job_id: str, worker_id: str) -> None:
+    """Give a running job back to the queue at once (its worker is shutting down)."""
+    with session_scope(factory) as session:
+        res = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == "running")
+            .values(lease_expires_at=0.0)
+        )
+        if res.rowcount == 1:  # type: ignore[attr-defined]
+            add_event(session, job_id, f"Worker {worker_id} stopped; the job will resume elsewhere.")
+
+
 def finish(
     factory: sessionmaker[Session],
     *,

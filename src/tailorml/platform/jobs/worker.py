@@ -41,13 +41,22 @@ class Worker:
         self.sessions = make_sessionmaker(self.engine)
         self.storage = LocalStorage(settings.data_dir)
         self.shutdown = threading.Event()
+        parent = os.environ.get("TAILOR_PARENT_PID")
+        self.parent_pid = int(parent) if parent else None
         _load_job_kinds()
+
+    def orphaned(self) -> bool:
+        """True when the `tailor serve` that started this worker is gone."""
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
 
     def run(self, *, max_jobs: int | None = None) -> int:
         """Work until ``shutdown`` is set (or ``max_jobs`` are done); return the jobs run."""
         done = 0
         log.info("worker %s started", self.worker_id)
         while not self.shutdown.is_set() and (max_jobs is None or done < max_jobs):
+            if self.orphaned():
+                log.warning("the serve process that started this worker is gone; stopping")
+                break
             claimed = queue.claim(
                 self.sessions, worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds
             )
@@ -81,6 +90,8 @@ class Worker:
                 )
                 if not owner:
                     lost.set()
+                if self.orphaned():
+                    self.shutdown.set()
                 if cancel or not owner or self.shutdown.is_set():
                     ctx.stop.set()
 
@@ -93,7 +104,9 @@ class Worker:
         except JobCancelledError:
             if not lost.is_set() and not self.shutdown.is_set():
                 queue.finish(**finish, status="cancelled", message="Job cancelled.")
-            # On shutdown the job stays running; its lease expires and it resumes elsewhere.
+            elif self.shutdown.is_set() and not lost.is_set():
+                # Stopping, not cancelled: hand the job back so another worker resumes it now.
+                queue.release(self.sessions, job_id=claimed.job_id, worker_id=self.worker_id)
         except TailorError as exc:
             error = {"code": exc.code, "message": exc.message, "param": exc.param}
             queue.finish(
