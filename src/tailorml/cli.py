@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tailorml.data.cli import app as data_app
 from tailorml.errors import TailorError
 from tailorml.platform.settings import Settings
 
@@ -214,15 +215,8 @@ def models() -> None:
     console.print(table)
 
 
-def _mount_data() -> None:
-    try:
-        from tailorml.data.cli import app as data_app
-    except ImportError:  # the data CLI is optional until its module exists
-        return
-    app.add_typer(data_app, name="data", help="Data preparation: run and check recipes.")
+app.add_typer(data_app, name="data", help="Data preparation: run and check recipes.")
 
-
-_mount_data()
 
 if __name__ == "__main__":
     app()

@@ -34,8 +34,9 @@ def test_baselines_with_a_skewed_label_set(tiny_encoder):
 
 
 def test_accuracy_of_a_trained_classifier(tiny_encoder, tmp_path):
-    spec = TrainSpec(task="classification", method="full", n_epochs=1, batch_size=16,
-                     learning_rate=1e-3)  # fmt: skip
+    spec = TrainSpec(
+        task="classification", method="full", n_epochs=1, batch_size=16, learning_rate=1e-3
+    )
     dev = sst2_records("dev", 40)
     result = train(
         spec, tiny_encoder, sst2_records("train", 80), dev, tmp_path, on_event=EventLog()
@@ -46,8 +47,9 @@ def test_accuracy_of_a_trained_classifier(tiny_encoder, tmp_path):
 
 def test_accuracy_of_a_lora_classifier(tiny_encoder, tmp_path):
     records = sst2_records("train", 40)
-    spec = TrainSpec(task="classification", method="lora", n_epochs=1, batch_size=8,
-                     learning_rate=1e-3)  # fmt: skip
+    spec = TrainSpec(
+        task="classification", method="lora", n_epochs=1, batch_size=8, learning_rate=1e-3
+    )
     result = train(spec, tiny_encoder, records, None, tmp_path, on_event=EventLog())
     assert (result.model_dir / "adapter_model.safetensors").is_file()
     assert 0.0 <= accuracy(result.model_dir, sst2_records("dev", 20)) <= 1.0

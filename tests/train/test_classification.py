@@ -39,8 +39,9 @@ def test_split_is_stratified_and_seeded():
 def test_training_on_real_sst2_reduces_validation_loss(tiny_encoder, tmp_path):
     records = sst2_records("train", 500)  # the split holds out 50, stratified
     events = EventLog()
-    spec = TrainSpec(task="classification", method="full", n_epochs=4, batch_size=16,
-                     learning_rate=1e-3)  # fmt: skip
+    spec = TrainSpec(
+        task="classification", method="full", n_epochs=4, batch_size=16, learning_rate=1e-3
+    )
     result = train(spec, tiny_encoder, records, None, tmp_path, on_event=events)
 
     base, final = events.metrics[0], events.metrics[-1]

@@ -14,20 +14,41 @@ from tailorml.train.loop import TrainSpec, train
 
 from .conftest import EventLog, glaive_chats, sst2_records
 
-METRIC_KEYS = {"type", "step", "total_steps", "epoch", "train_loss", "valid_loss",
-               "valid_accuracy", "learning_rate"}  # fmt: skip
+METRIC_KEYS = {
+    "type",
+    "step",
+    "total_steps",
+    "epoch",
+    "train_loss",
+    "valid_loss",
+    "valid_accuracy",
+    "learning_rate",
+}
 
 
 def cls_spec(**overrides) -> TrainSpec:
-    values = dict(task="classification", method="full", n_epochs=2, batch_size=8,
-                  learning_rate=1e-3, checkpoint_every=4)  # fmt: skip
+    values = dict(
+        task="classification",
+        method="full",
+        n_epochs=2,
+        batch_size=8,
+        learning_rate=1e-3,
+        checkpoint_every=4,
+    )
     values.update(overrides)
     return TrainSpec(**values)
 
 
 def chat_spec(**overrides) -> TrainSpec:
-    values = dict(task="chat", method="lora", n_epochs=2, batch_size=2, learning_rate=1e-2,
-                  max_length=128, checkpoint_every=3)  # fmt: skip
+    values = dict(
+        task="chat",
+        method="lora",
+        n_epochs=2,
+        batch_size=2,
+        learning_rate=1e-2,
+        max_length=128,
+        checkpoint_every=3,
+    )
     values.update(overrides)
     return TrainSpec(**values)
 
@@ -45,8 +66,15 @@ class StopAfter:
 def test_events_and_outputs(tiny_encoder, tmp_path):
     events, saved = EventLog(), []
     records = sst2_records("train", 60)
-    result = train(cls_spec(), tiny_encoder, records, sst2_records("dev", 20), tmp_path,
-                   on_event=events, on_checkpoint=saved.append)  # fmt: skip
+    result = train(
+        cls_spec(),
+        tiny_encoder,
+        records,
+        sst2_records("dev", 20),
+        tmp_path,
+        on_event=events,
+        on_checkpoint=saved.append,
+    )
     metrics = events.metrics
     assert [m["step"] for m in metrics] == list(range(0, 17))  # 60 / 8 -> 8 steps x 2 epochs
     assert all(set(m) == METRIC_KEYS for m in metrics)
@@ -68,10 +96,15 @@ def test_events_and_outputs(tiny_encoder, tmp_path):
     assert result.steps == 16 and result.trained_tokens > 0
     manifest = json.loads((result.model_dir / "tailor_model.json").read_text())
     assert manifest == {
-        "task": "classification", "method": "full", "base": tiny_encoder.name,
-        "base_path": str(tiny_encoder.path), "architecture": "encoder", "labels": ["0", "1"],
-        "context_length": 512, "max_length": 512,
-    }  # fmt: skip
+        "task": "classification",
+        "method": "full",
+        "base": tiny_encoder.name,
+        "base_path": str(tiny_encoder.path),
+        "architecture": "encoder",
+        "labels": ["0", "1"],
+        "context_length": 512,
+        "max_length": 512,
+    }
 
 
 def test_lora_chat_on_tiny_decoder(tiny_decoder, tmp_path):
@@ -113,13 +146,27 @@ def test_resume_equals_an_uninterrupted_run(kind, tiny_encoder, tiny_decoder, tm
 
     events = EventLog()
     with pytest.raises(JobCancelledError):
-        train(spec, base, records, None, tmp_path / "parts", on_event=events,
-              should_stop=StopAfter(events, stop_at))  # fmt: skip
+        train(
+            spec,
+            base,
+            records,
+            None,
+            tmp_path / "parts",
+            on_event=events,
+            should_stop=StopAfter(events, stop_at),
+        )
     checkpoint = tmp_path / "parts" / "checkpoints" / f"step-{resume_step}"
     assert checkpoint.is_dir()
     resumed_events = EventLog()
-    resumed = train(spec, base, records, None, tmp_path / "parts", on_event=resumed_events,
-                    resume_from=checkpoint)  # fmt: skip
+    resumed = train(
+        spec,
+        base,
+        records,
+        None,
+        tmp_path / "parts",
+        on_event=resumed_events,
+        resume_from=checkpoint,
+    )
 
     assert resumed.steps == whole.steps
     assert resumed.trained_tokens == whole.trained_tokens
@@ -146,15 +193,29 @@ def test_resume_with_another_spec_is_refused(tiny_encoder, tmp_path):
     train(cls_spec(), tiny_encoder, records, None, tmp_path, on_event=EventLog())
     checkpoint = list_checkpoints(tmp_path / "checkpoints")[-1]
     with pytest.raises(InvalidRequestError, match="batch_size"):
-        train(cls_spec(batch_size=4), tiny_encoder, records, None, tmp_path / "other",
-              on_event=EventLog(), resume_from=checkpoint)  # fmt: skip
+        train(
+            cls_spec(batch_size=4),
+            tiny_encoder,
+            records,
+            None,
+            tmp_path / "other",
+            on_event=EventLog(),
+            resume_from=checkpoint,
+        )
 
 
 def test_cancellation_stops_within_one_step(tiny_encoder, tmp_path):
     events = EventLog()
     with pytest.raises(JobCancelledError):
-        train(cls_spec(), tiny_encoder, sst2_records("train", 60), None, tmp_path,
-              on_event=events, should_stop=StopAfter(events, 3))  # fmt: skip
+        train(
+            cls_spec(),
+            tiny_encoder,
+            sst2_records("train", 60),
+            None,
+            tmp_path,
+            on_event=events,
+            should_stop=StopAfter(events, 3),
+        )
     assert events.metrics[-1]["step"] == 3
     assert not (tmp_path / "model").exists()
 
@@ -162,15 +223,23 @@ def test_cancellation_stops_within_one_step(tiny_encoder, tmp_path):
 def test_cancellation_before_the_first_step(tiny_encoder, tmp_path):
     events = EventLog()
     with pytest.raises(JobCancelledError):
-        train(cls_spec(), tiny_encoder, sst2_records("train", 60), None, tmp_path,
-              on_event=events, should_stop=lambda: True)  # fmt: skip
+        train(
+            cls_spec(),
+            tiny_encoder,
+            sst2_records("train", 60),
+            None,
+            tmp_path,
+            on_event=events,
+            should_stop=lambda: True,
+        )
     assert [m["step"] for m in events.metrics if m["step"] > 0] == []
 
 
 def test_wrong_task_for_the_base_is_refused(tiny_decoder, tmp_path):
     with pytest.raises(InvalidRequestError, match="pick a base model for classification"):
-        train(cls_spec(), tiny_decoder, sst2_records("train", 20), None, tmp_path,
-              on_event=EventLog())  # fmt: skip
+        train(
+            cls_spec(), tiny_decoder, sst2_records("train", 20), None, tmp_path, on_event=EventLog()
+        )
 
 
 def test_records_of_another_task_are_refused(tiny_encoder, tmp_path):

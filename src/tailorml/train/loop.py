@@ -44,6 +44,8 @@ from tailorml.train.spec import (
     TrainResult,
     TrainSpec,
     check_spec,
+    model_manifest,
+    run_fingerprint,
 )
 from tailorml.train.tasks import Example, TrainTask, load_task
 
@@ -197,12 +199,7 @@ def train(
     total_steps = per_epoch * spec.n_epochs
     eval_every = spec.eval_every or max(1, total_steps // EVALS_PER_RUN)
     checkpoint_every = spec.checkpoint_every or CHECKPOINT_EVERY
-    fingerprint = {
-        "task": spec.task, "method": spec.method, "base": base.name, "labels": labels,
-        "n_train": len(train_ex), "n_valid": len(valid_ex), "n_epochs": spec.n_epochs,
-        "batch_size": spec.batch_size, "learning_rate": spec.learning_rate, "seed": spec.seed,
-        "max_length": max_length,
-    }  # fmt: skip
+    fingerprint = run_fingerprint(spec, base, labels, len(train_ex), len(valid_ex), max_length)
 
     resume = Path(resume_from) if resume_from is not None else None
     loaded = load_checkpoint(resume) if resume is not None else None
@@ -221,11 +218,7 @@ def train(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, round(spec.warmup_ratio * total_steps), total_steps
     )
-    manifest = {
-        "task": spec.task, "method": spec.method, "base": base.name, "base_path": str(base.path),
-        "architecture": base.architecture, "labels": labels,
-        "context_length": base.context_length, "max_length": max_length,
-    }  # fmt: skip
+    manifest = model_manifest(spec, base, labels, max_length)
     lengths = [len(e.input_ids) for e in train_ex]
 
     def validate() -> dict[str, float | None]:
@@ -239,9 +232,17 @@ def train(
         )
         state.base_metrics = validate()
         state.last_eval = dict(state.base_metrics)
-        on_event({"type": "metrics", "step": 0, "total_steps": total_steps, "epoch": 0.0,
-                  "train_loss": None, **state.base_metrics,
-                  "learning_rate": scheduler.get_last_lr()[0]})  # fmt: skip
+        on_event(
+            {
+                "type": "metrics",
+                "step": 0,
+                "total_steps": total_steps,
+                "epoch": 0.0,
+                "train_loss": None,
+                **state.base_metrics,
+                "learning_rate": scheduler.get_last_lr()[0],
+            }
+        )
     else:
         state, optimizer_state, scheduler_state, rng = loaded
         optimizer.load_state_dict(optimizer_state)
@@ -273,18 +274,31 @@ def train(
             state.epoch, state.batch_in_epoch = (
                 (state.epoch + 1, 0) if epoch_done else (state.epoch, index + 1)
             )
-            event = {"type": "metrics", "step": state.step, "total_steps": total_steps,
-                     "epoch": state.step / per_epoch, "train_loss": state.train_losses[-1],
-                     "valid_loss": None, "valid_accuracy": None,
-                     "learning_rate": learning_rate}  # fmt: skip
+            event = {
+                "type": "metrics",
+                "step": state.step,
+                "total_steps": total_steps,
+                "epoch": state.step / per_epoch,
+                "train_loss": state.train_losses[-1],
+                "valid_loss": None,
+                "valid_accuracy": None,
+                "learning_rate": learning_rate,
+            }
             if state.step % eval_every == 0 or state.step == total_steps:
                 state.last_eval = validate()
                 event.update(state.last_eval)
                 model.train()
             on_event(event)
             if state.step < total_steps and (epoch_done or state.step % checkpoint_every == 0):
-                path = save_checkpoint(out_dir, state, model=model, tokenizer=tokenizer,
-                                       manifest=manifest, optimizer=optimizer, scheduler=scheduler)  # fmt: skip
+                path = save_checkpoint(
+                    out_dir,
+                    state,
+                    model=model,
+                    tokenizer=tokenizer,
+                    manifest=manifest,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                )
                 say(f"Saved checkpoint step-{state.step}.")
                 if on_checkpoint is not None:
                     on_checkpoint(CheckpointInfo(state.step, path, _metrics(state, per_epoch)))

@@ -75,3 +75,43 @@ def check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
     problems += [message for ok, message in checks if not ok]
     if problems:
         raise InvalidRequestError("Invalid training spec: " + "; ".join(problems) + ".")
+
+
+def run_fingerprint(
+    spec: TrainSpec,
+    base: MaterializedModel,
+    labels: list[str] | None,
+    n_train: int,
+    n_valid: int,
+    max_length: int,
+) -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed by this run (stored in the checkpoint)."""
+    return {
+        "task": spec.task,
+        "method": spec.method,
+        "base": base.name,
+        "labels": labels,
+        "n_train": n_train,
+        "n_valid": n_valid,
+        "n_epochs": spec.n_epochs,
+        "batch_size": spec.batch_size,
+        "learning_rate": spec.learning_rate,
+        "seed": spec.seed,
+        "max_length": max_length,
+    }
+
+
+def model_manifest(
+    spec: TrainSpec, base: MaterializedModel, labels: list[str] | None, max_length: int
+) -> dict[str, Any]:
+    """``tailor_model.json``: what the serving engine needs to load and use a trained model."""
+    return {
+        "task": spec.task,
+        "method": spec.method,
+        "base": base.name,
+        "base_path": str(base.path),
+        "architecture": base.architecture,
+        "labels": labels,
+        "context_length": base.context_length,
+        "max_length": max_length,
+    }
