@@ -125,7 +125,9 @@ def all_texts(ds: Path) -> list[tuple[str, str]]:
     for name in ("alpaca_zh_demo.jsonl", "Belle_open_source_1k.jsonl"):
         for r in _jsonl(ds / "instruct_zh" / name):
             out.append(("instruct_zh", _join(r["instruction"], r["input"], r["output"])))
-    out += [("pii", r["full_text"]) for r in _jsonl(ds / "pii_presidio_synth/synth_dataset_v2.jsonl")]
+    out += [
+        ("pii", r["full_text"]) for r in _jsonl(ds / "pii_presidio_synth/synth_dataset_v2.jsonl")
+    ]
     return [(s, t) for s, t in out if t.strip()]
 
 
@@ -230,9 +232,10 @@ def build_corpus(ds: Path, out: Path, seed: int, dup_share: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     n_docs = n_bytes = 0
     small_limit = (len(docs) + len(truth)) // 10
-    with (out / "corpus.jsonl").open("w", encoding="utf-8") as fh, (
-        out / "corpus_small.jsonl"
-    ).open("w", encoding="utf-8") as small:
+    with (
+        (out / "corpus.jsonl").open("w", encoding="utf-8") as fh,
+        (out / "corpus_small.jsonl").open("w", encoding="utf-8") as small,
+    ):
         for i, doc in enumerate(docs):
             for row in [doc, *inserts.get(i, [])]:
                 line = json.dumps(row, ensure_ascii=False) + "\n"
@@ -293,9 +296,7 @@ def build_quality(ds: Path, out: Path, seed: int, per_bin: int) -> None:
     def add_pair(i: int, copy: str, kind: str, j: float) -> None:
         a, b = f"q{len(docs)}", f"q{len(docs) + 1}"
         docs.extend([{"id": a, "text": texts[i]}, {"id": b, "text": copy}])
-        pairs.append(
-            {"a": a, "b": b, "kind": kind, "jaccard": round(j, 4), "source": source[i]}
-        )
+        pairs.append({"a": a, "b": b, "kind": kind, "jaccard": round(j, 4), "source": source[i]})
 
     c4_share = 0.1  # C4 has 300 documents: a tenth of each bin, the rest AG News
     for lo, hi in BINS:

@@ -49,7 +49,9 @@ def recipe_settings() -> dict[str, dict]:
         for step in yaml.safe_load(path.read_text())["steps"]:
             if step.get("op") == "html_to_text":
                 params = {k: v for k, v in step.items() if k != "op"}
-                found.setdefault(json.dumps(params, sort_keys=True), {"recipes": [], "params": params})
+                found.setdefault(
+                    json.dumps(params, sort_keys=True), {"recipes": [], "params": params}
+                )
                 found[json.dumps(params, sort_keys=True)]["recipes"].append(path.stem)
     return {f"recipe {'+'.join(v['recipes'])}": v["params"] for v in found.values()}
 
@@ -121,8 +123,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
     out.write_text(json.dumps({"date": stamp, "pages": len(pages), "results": results}, indent=1))
-    print("| settings | precision | recall | F1 (mean) | F1 (median) | micro P / R / F1 | "
-          "empty pages | ms/page |")
+    print(
+        "| settings | precision | recall | F1 (mean) | F1 (median) | micro P / R / F1 | "
+        "empty pages | ms/page |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for label, r in results.items():
         print(

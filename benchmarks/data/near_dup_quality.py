@@ -64,8 +64,13 @@ def score(truth: dict, kept: set[str]) -> dict:
         "precision": round(tp / (tp + fp), 4) if tp + fp else None,
         "precision_ge_0.6": round((tp + borderline) / (tp + fp), 4) if tp + fp else None,
         "recall_ge_0.7": round(
-            tp / sum(b["pairs"] for k, b in bins.items() if not k.startswith("edited_0.5")
-                     and not k.startswith("edited_0.6")), 4
+            tp
+            / sum(
+                b["pairs"]
+                for k, b in bins.items()
+                if not k.startswith("edited_0.5") and not k.startswith("edited_0.6")
+            ),
+            4,
         ),
         "recall_ge_0.8": round(
             sum(bins[k]["flagged"] for k in high) / sum(bins[k]["pairs"] for k in high), 4
@@ -94,14 +99,25 @@ def markdown(results: dict[str, dict]) -> str:
         first = results[tools[0]]["score"]["bins"][k]
         what = "false-positive rate" if k in BIN_ORDER[:2] else "recall"
         cells = [f"{results[t]['score']['bins'][k]['rate']:.3f}" for t in tools]
-        lines.append(f"| {k.removeprefix('edited_')} ({what}) | {first['pairs']} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {k.removeprefix('edited_')} ({what}) | {first['pairs']} | "
+            + " | ".join(cells)
+            + " |"
+        )
     s = {t: results[t]["score"] for t in tools}
     neg = s[tools[0]]["negatives"]
-    lines.append(f"| negatives removed | {neg} | " + " | ".join(str(s[t]["negatives_removed"]) for t in tools) + " |")
+    lines.append(
+        f"| negatives removed | {neg} | "
+        + " | ".join(str(s[t]["negatives_removed"]) for t in tools)
+        + " |"
+    )
     for key in ("precision", "precision_ge_0.6", "recall_ge_0.7", "recall_ge_0.8"):
         lines.append(f"| **{key}** | | " + " | ".join(f"{s[t][key]:.4f}" for t in tools) + " |")
-    lines.append("| seconds (whole child process) | | " + " | ".join(
-        f"{results[t]['measurement']['wall_s']:.1f}" for t in tools) + " |")
+    lines.append(
+        "| seconds (whole child process) | | "
+        + " | ".join(f"{results[t]['measurement']['wall_s']:.1f}" for t in tools)
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -115,13 +131,17 @@ def main() -> None:
     results = {}
     for tool in args.tools:
         workdir = WORK / "runs" / f"quality-{tool}"
-        m = run_tool(tool, ["--input", str(args.input), "--mode", "minhash"], workdir, mode="minhash")
+        m = run_tool(
+            tool, ["--input", str(args.input), "--mode", "minhash"], workdir, mode="minhash"
+        )
         if m.rc:
             print(f"{tool}: failed, skipped", file=sys.stderr)
             continue
         results[tool] = {"measurement": m.to_dict(), "score": score(truth, kept_ids(workdir))}
-        print(f"{tool}: precision {results[tool]['score']['precision']}, "
-              f"recall>=0.8 {results[tool]['score']['recall_ge_0.8']}, {m.wall_s:.1f}s")
+        print(
+            f"{tool}: precision {results[tool]['score']['precision']}, "
+            f"recall>=0.8 {results[tool]['score']['recall_ge_0.8']}, {m.wall_s:.1f}s"
+        )
     out = WORK / "results" / "near_dup_quality.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().isoformat(timespec="seconds")

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tailorml.errors import InvalidRequestError
-from tailorml.train.checkpoints import list_checkpoints, load_checkpoint, prune_checkpoints
+from tailorml.train.checkpoints import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+)
 
 
 def test_list_and_prune_by_step_number(tmp_path):
@@ -25,3 +30,10 @@ def test_list_and_prune_by_step_number(tmp_path):
 def test_loading_a_folder_that_is_not_a_checkpoint(tmp_path):
     with pytest.raises(InvalidRequestError, match="not a checkpoint"):
         load_checkpoint(tmp_path)
+
+
+def test_latest_checkpoint(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    for step in (9, 10):
+        (tmp_path / "checkpoints" / f"step-{step}").mkdir(parents=True)
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step-10"

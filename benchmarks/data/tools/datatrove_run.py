@@ -83,7 +83,9 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     w, k = args.workdir, args.workers
     split_input(args.input, k, w / "input")
-    minhash = MinhashConfig(n_grams=NGRAM, num_buckets=DATATROVE_BANDS, hashes_per_bucket=DATATROVE_ROWS)
+    minhash = MinhashConfig(
+        n_grams=NGRAM, num_buckets=DATATROVE_BANDS, hashes_per_bucket=DATATROVE_ROWS
+    )
     exact = ExactDedupConfig(content_getter=exact_key)
 
     def stage(pipeline: list, tasks: int = k, depends=None) -> LocalPipelineExecutor:  # noqa: ANN001
@@ -156,7 +158,9 @@ def main() -> None:
     for path in sorted((w / "output").glob("*.jsonl")):
         with path.open(encoding="utf-8") as fh:
             kept += [json.loads(line)["id"] for line in fh]
-    write_result(w, kept, seconds, count_lines(args.input), ["input pre-split into one file per worker"])
+    write_result(
+        w, kept, seconds, count_lines(args.input), ["input pre-split into one file per worker"]
+    )
 
 
 if __name__ == "__main__":

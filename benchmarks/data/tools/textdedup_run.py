@@ -27,15 +27,30 @@ def main() -> None:
     common = ["--column", "text", "--num_proc", str(args.workers), "--cache_dir", str(cache)]
     source = ["--path", "json", "--data_files", str(args.input), "--split", "train"]
     minhash = [
-        "--num_perm", str(NUM_PERM), "--ngram", str(NGRAM), "--threshold", str(THRESHOLD),
-        "--min_length", "0", "--hash_func", "xxh3",
+        "--num_perm",
+        str(NUM_PERM),
+        "--ngram",
+        str(NGRAM),
+        "--threshold",
+        str(THRESHOLD),
+        "--min_length",
+        "0",
+        "--hash_func",
+        "xxh3",
     ]
     commands = []
     if args.mode == "pipeline":
         exact_out = w / "exact"
         commands.append(
-            ["text_dedup.exact_hash", *source, *common, "--hash_func", "xxh3",
-             "--output", str(exact_out)]
+            [
+                "text_dedup.exact_hash",
+                *source,
+                *common,
+                "--hash_func",
+                "xxh3",
+                "--output",
+                str(exact_out),
+            ]
         )
         source = ["--local", "--path", str(exact_out)]
     commands.append(["text_dedup.minhash", *source, *common, *minhash, "--output", str(w / "out")])

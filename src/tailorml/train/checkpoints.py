@@ -122,6 +122,12 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The newest finished checkpoint of a run's ``out_dir``, to pass as ``resume_from``."""
+    found = list_checkpoints(Path(out_dir) / "checkpoints")
+    return found[-1] if found else None
+
+
 def prune_checkpoints(folder: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints."""
     for old in list_checkpoints(folder)[:-keep]:

@@ -113,7 +113,8 @@ class _DecoderTask(TrainTask):
         return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
     def score(self, model: Any, batch: dict[str, torch.Tensor]) -> BatchScore:
-        out = model(**batch)
+        # No generation follows, so building a key/value cache would be wasted work.
+        out = model(**batch, use_cache=False)
         # The model shifts labels by one; the loss is a mean over these tokens.
         weight = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
         return BatchScore(out.loss, weight)
