@@ -9,6 +9,7 @@ Objects follow OpenAI's ``fine_tuning.job``, ``fine_tuning.job.event`` and
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -205,7 +206,9 @@ def list_checkpoints(
 ) -> list[Checkpoint]:
     get_job(session, tenant_id=tenant_id, job_id=job_id)
     query = select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step.desc())
-    return list(session.scalars(query.limit(limit)))
+    # Training keeps only its newest checkpoints on disk; list the ones that still exist.
+    kept = [c for c in session.scalars(query) if Path(c.path).is_dir()]
+    return kept[:limit]
 
 
 def count_active(session: Session, *, tenant_id: str) -> int:

@@ -76,8 +76,8 @@ class JobContext:
 
     def record_checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
         with session_scope(self.sessions) as s:
+            # The training library already reports the checkpoint as an event.
             s.add(Checkpoint(job_id=self.job_id, step=step, path=str(path), metrics=metrics))
-            add_event(s, self.job_id, f"Checkpoint saved at step {step}.", data={"step": step})
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """The newest recorded checkpoint whose files still exist (for resuming)."""
