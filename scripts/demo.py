@@ -194,8 +194,9 @@ def chat(client: OpenAI) -> dict[str, Any]:
         training_file=train_file.id,
         validation_file=valid_file.id,
         suffix="assistant",
-        method={"type": "lora"},
-        hyperparameters={"n_epochs": 2},
+        # Validate four times rather than the default ten: on 2 CPU cores it is a quarter of the run.
+        method={"type": "lora", "training": {"eval_every": 7}},
+        hyperparameters={"n_epochs": 2, "learning_rate_multiplier": 4},
     )
     job = follow(client, job.id, "fine-tuning smollm2-135m-instruct (LoRA)")
     metrics = getattr(job, "metrics", None) or {}

@@ -101,6 +101,12 @@ def create_job(
             "suffix may hold 1-64 letters, digits, '-' and '_'.", param="suffix"
         )
     from tailorml.platform.jobs.fine_tune import choose_method
+    from tailorml.train.tasks import load_task
+
+    try:
+        load_task(task)
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(exc.message, param="training_file", code="unsupported_task") from exc
     from tailorml.train.hyperparams import resolve_hyperparameters
 
     hp = body.get("hyperparameters") or {}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import subprocess
 import sys
+import unicodedata
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from tailorml.data.core import Document
 from tailorml.data.ops.dedup_minhash import (
     MinHashDedup,
     MinHashParams,
+    exact_jaccard,
     find_duplicate_clusters,
     minhash_signatures,
     optimal_bands,
@@ -76,7 +79,7 @@ def test_copies_are_found_and_originals_kept(corpus: tuple[list[Document], dict[
     dropped = {d.id: v.reason for d, v in results if not v.keep}
     assert set(dropped) == set(copies)  # every copy, and no original C4 document
     for copy_id, reason in dropped.items():
-        assert reason.startswith(f"near-duplicate of {copies[copy_id]} (estimated Jaccard ")
+        assert reason.startswith(f"near-duplicate of {copies[copy_id]} (Jaccard ")
         assert float(reason.rsplit(" ", 1)[1].rstrip(")")) >= 0.7
 
 
@@ -170,3 +173,81 @@ def test_banding_and_empty_texts() -> None:
     assert (
         find_duplicate_clusters(sig, ["a", "b", "c"], params) == {}
     )  # empty texts are not "similar"
+
+
+def true_jaccard(a: str, b: str, n: int = 5) -> float:
+    """Word 5-gram Jaccard of NFKC-casefolded ``\\w+`` words, by Python sets (not hashes)."""
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        words = re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold())
+        return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+    sa, sb = grams(a), grams(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+@pytest.fixture(scope="module")
+def threshold_pairs(c4: list[str]) -> tuple[list[Document], dict[str, tuple[str, float]]]:
+    """Every long C4 doc and one copy with 1-3 edited spans, true Jaccard about 0.55-0.85.
+
+    Texts without ``_``, which ``\\w+`` (the ground truth) keeps and the op splits on.
+    """
+    rng = random.Random(7)
+    vocabulary = [w for w in " ".join(c4).split() if "_" not in w]
+    docs = [Document(f"c4:{i}", {"text": t}) for i, t in enumerate(c4)]
+    truth: dict[str, tuple[str, float]] = {}
+    for i, text in enumerate(c4):
+        if len(text.split()) < 120 or "_" in text:
+            continue
+        target = rng.uniform(0.55, 0.85)
+        spans = rng.randint(1, 3)
+        # Replacing k of N words in one span breaks about k + 4 of N - 4 shingles.
+        share = (1 - target) / (1 + target) / spans
+        copy = text
+        for _ in range(spans):
+            copy = edit_span(copy, share, vocabulary, rng)
+        truth[f"copy:{i}"] = (f"c4:{i}", true_jaccard(text, copy))
+        docs.append(Document(f"copy:{i}", {"text": copy}))
+    return docs, truth
+
+
+def test_exact_confirmation_splits_pairs_at_the_threshold(
+    threshold_pairs: tuple[list[Document], dict[str, tuple[str, float]]],
+) -> None:
+    docs, truth = threshold_pairs
+    below = [c for c, (_, j) in truth.items() if 0.6 <= j < 0.7]
+    above = [c for c, (_, j) in truth.items() if j >= 0.7]
+    assert len(below) >= 20 and len(above) >= 40
+    assert sum(0.65 <= truth[c][1] < 0.7 for c in below) >= 8  # close calls on both sides
+    assert sum(truth[c][1] < 0.75 for c in above) >= 10
+    dropped = {d.id: v.reason for d, v in MinHashDedup().run(docs) if not v.keep}
+    assert set(dropped) == set(above)  # no original, no copy below 0.7; every copy at or above
+    for copy_id, reason in dropped.items():
+        source, j = truth[copy_id]
+        assert reason.startswith(f"near-duplicate of {source} (Jaccard ")
+        assert abs(float(reason.rsplit(" ", 1)[1].rstrip(")")) - j) <= 0.0051  # the exact value
+
+
+def test_the_signature_estimate_alone_would_misjudge_close_pairs(
+    threshold_pairs: tuple[list[Document], dict[str, tuple[str, float]]],
+) -> None:
+    # Why pairs are confirmed on exact sets: on these very pairs the 112-hash
+    # estimate puts some copies on the wrong side of 0.7.
+    docs, truth = threshold_pairs
+    ids = [d.id for d in docs]
+    texts = [d.text for d in docs]
+    sig = minhash_signatures(texts)
+    by_estimate = set(find_duplicate_clusters(sig, ids))
+    exact = set(find_duplicate_clusters(sig, ids, texts=texts))
+    assert exact == {c for c, (_, j) in truth.items() if j >= 0.7}
+    assert by_estimate != exact
+
+
+def test_exact_jaccard_matches_sets_of_shingle_hashes(c4: list[str]) -> None:
+    params = MinHashParams()
+    hashes = [np.unique(h) for h in shingle_hashes(c4[:40], params)]
+    for a, b in zip(hashes[:-1], hashes[1:], strict=True):
+        sa, sb = set(a.tolist()), set(b.tolist())
+        assert exact_jaccard(a, b) == pytest.approx(len(sa & sb) / len(sa | sb))
+    assert exact_jaccard(hashes[0], hashes[0]) == 1.0
+    assert exact_jaccard(hashes[0], np.empty(0, np.uint32)) == 0.0

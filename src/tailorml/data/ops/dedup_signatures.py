@@ -51,9 +51,9 @@ class MinHashParams(BaseModel):
     char_ngram: int = Field(default=5, ge=1, le=64)
     """Characters per shingle for Chinese/Japanese text."""
     threshold: float = Field(default=0.7, gt=0.0, lt=1.0)
-    """Estimated Jaccard similarity at and above which two records are duplicates."""
+    """Jaccard similarity of two records' shingle sets at and above which they are duplicates."""
     bands: int | None = Field(default=None, ge=1)
-    """LSH bands (at most ``num_perm``); by default chosen for ``threshold``, favouring recall."""
+    """LSH bands (at most ``num_perm``); by default chosen for recall just below ``threshold``."""
     seed: int = 1
     """Seed of the permutations (signatures are only comparable under the same seed)."""
     batch_size: int = Field(default=2048, ge=1)
