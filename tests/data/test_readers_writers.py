@@ -123,3 +123,15 @@ def test_writer_leaves_nothing_when_the_shard_fails(tmp_path: Path) -> None:
         writer.write(Document("a:1", {"text": "x"}))
         raise RuntimeError("worker died")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dumps_handles_numpy_sets_and_huge_integers() -> None:
+    import numpy as np
+
+    from tailorml.data.writers import dumps
+
+    row = {"score": np.float32(0.5), "vec": np.arange(3), "tags": {"a"}, "zh": "于丹", 1: "k"}
+    assert json.loads(dumps(row)) == {"score": 0.5, "vec": [0, 1, 2], "tags": ["a"],
+                                      "zh": "于丹", "1": "k"}  # fmt: skip
+    assert "于丹" in dumps(row)  # UTF-8 kept readable, not \u-escaped
+    assert json.loads(dumps({"id": 2**70})) == {"id": 2**70}  # beyond orjson's 64 bits

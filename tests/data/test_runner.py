@@ -131,3 +131,31 @@ def test_parquet_output_and_a_global_first_stage(sst2: Path, tmp_path: Path) -> 
                           output_format="parquet")  # fmt: skip
     assert [p.suffix for p in result.output_files] == [".parquet", ".parquet"]
     assert len(_ids(result.output_files)) == result.counts["written"] > 500
+
+
+def test_removed_records_carry_the_original_only_when_more_than_spacing_changed(
+    tmp_path: Path,
+) -> None:
+    # SST-2 sentences end in a space that normalize trims; ChnSentiCorp reviews
+    # have full-width punctuation that NFKC folds. A length filter then removes all.
+    if not DATA.is_dir():
+        pytest.skip(f"shared datasets not found at {DATA} (see shared/datasets/README.md)")
+    sst2 = [line.split("\t")[1].rstrip("\n") for line in (DATA / "sst2" / "dev.tsv").open()]
+    sst2 = sst2[1:31]
+    zh = [line.split("\t")[2].rstrip("\n") for line in (DATA / "chnsenticorp" / "dev.tsv").open()]
+    zh = [t for t in zh[1:] if "，" in t][:10]
+    assert all(t.endswith(" ") for t in sst2) and len(zh) == 10
+    rows = [{"text": t, "src": "sst2"} for t in sst2] + [{"text": t, "src": "zh"} for t in zh]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    recipe = "name: t\nsteps:\n  - op: normalize\n  - op: length\n    min: 100000\n"
+    result = run_pipeline(load_recipe(recipe), [path], tmp_path / "out", workers=1)
+    removed = _removed(result)
+    assert len(removed) == 40 and all(r["op"] == "length" for r in removed)
+    by_src = {"sst2": [], "zh": []}
+    for r in removed:
+        by_src[r["record"]["src"]].append(r)
+    assert all("original" not in r for r in by_src["sst2"])  # only the trailing space changed
+    assert [r["record"]["text"] for r in by_src["sst2"]] == [t.strip() for t in sst2]
+    assert all("original" in r for r in by_src["zh"])
+    assert [r["original"]["text"] for r in by_src["zh"]] == zh

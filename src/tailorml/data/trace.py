@@ -3,7 +3,7 @@
 Nothing silently disappears: every removed record goes to
 ``removed/<stage>-<rank>.jsonl`` with the operator, its reason and the record
 (as the operator saw it, plus the original when earlier steps had changed
-it); a line that did not even parse is removed by the pseudo-operator
+more than its whitespace); a line that did not even parse is removed by the pseudo-operator
 ``read``. Per operator we count documents in, out, removed, changed (fields
 differ), annotated (only meta differs, e.g. a quality flag) and added (new
 records, e.g. augmentation), and keep a few examples of each for the report.
@@ -124,6 +124,23 @@ class Profile:
         return cls(**data)
 
 
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _changed_beyond_whitespace(before: Document, after: Document) -> bool:
+    """Whether fields differ in more than spacing (the ``normalize`` step changes most records).
+
+    An original that differs only in whitespace says nothing about why a
+    record was removed, and writing it doubled ``removed/`` (70 MB for 31 MB
+    of input in benchmarks/RESULTS.md). The exact bytes stay recoverable from
+    the input file: ``meta`` names its source and line.
+    """
+    if before.fields == after.fields:
+        return False
+    return before.map_texts(_squash).fields != after.map_texts(_squash).fields
+
+
 def _kind(op: Operator) -> str:
     return next((k.__name__ for k in (Mapper, Filter, GlobalStep) if isinstance(op, k)), "?")
 
@@ -150,7 +167,7 @@ class Trace:
         row: dict[str, Any] = {"op": st.op, "step": st.step, "reason": reason, "id": doc.id}
         row["record"] = doc.fields
         row["meta"] = doc.meta
-        if original is not None and original.fields != doc.fields:
+        if original is not None and _changed_beyond_whitespace(original, doc):
             row["original"] = original.fields
         self._writer.write_row(row)
         if len(st.removed_examples) < EXAMPLES:

@@ -94,3 +94,20 @@ def test_shared_text_helpers(zh_reviews: list[str], sst2: list[str]) -> None:
         canonical_text("It's a charming journey.", strip_punctuation=True)
         == "it s a charming journey"
     )
+
+
+def test_cjk_class_is_exactly_the_han_and_kana_scripts() -> None:
+    # is_cjk/count_words use a hand-spelled class for stdlib `re`; it must match
+    # `regex`'s script properties on every code point.
+    import re
+
+    import regex
+
+    from tailorml.data.ops.normalize import _CJK_CLASS
+
+    ours = re.compile(f"[{_CJK_CLASS}]")
+    scripts = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
+    text = "".join(map(chr, range(0x2E00, 0x34000)))
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    assert ours.findall(text) == scripts.findall(text)
+    assert ours.search("".join(map(chr, range(0x2E00)))) is None

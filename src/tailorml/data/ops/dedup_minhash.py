@@ -155,7 +155,13 @@ class _ShingleSets:
         for b in range(0, len(missing), step):
             chunk = missing[b : b + step]
             hashes = shingle_hashes([self.text_of(i) for i in chunk], self.params)
-            self.sets.update(zip(chunk, map(np.unique, hashes), strict=True))
+            # One sort for the whole batch (row in the high bits) instead of one per record.
+            rows = np.repeat(np.arange(len(chunk), dtype=np.uint64), list(map(len, hashes)))
+            keys = np.unique((rows << np.uint64(32)) | np.concatenate(hashes).astype(np.uint64))
+            values = keys.astype(np.uint32)  # the low 32 bits: the shingle hash
+            bounds = np.searchsorted(keys >> np.uint64(32), np.arange(len(chunk) + 1))
+            for t, i in enumerate(chunk):
+                self.sets[i] = values[bounds[t] : bounds[t + 1]]
 
     def jaccard(self, i: int, j: int) -> float:
         self.load((i, j))
@@ -176,30 +182,32 @@ def _resolve(
     est = estimated_jaccard(signatures[cand[:, 0]], signatures[cand[:, 1]])
     similarity: Callable[[int, int], float]
     if text_of is None:
-        sims = est
+        cand = cand[est >= params.threshold]
         similarity = lambda i, j: float(estimated_jaccard(signatures[i], signatures[j]))  # noqa: E731
     else:
         sigma = (params.threshold * (1 - params.threshold) / params.num_perm) ** 0.5
         cand = cand[est >= params.threshold - _ESTIMATE_SIGMAS * sigma]
         sets = _ShingleSets(text_of, params)
         sets.load(cand.ravel().tolist())
-        sims = np.fromiter((sets.jaccard(i, j) for i, j in cand.tolist()), np.float64, len(cand))
         similarity = sets.jaccard
-    ok = sims >= params.threshold
-    confirmed, sims = cand[ok], sims[ok]
-    order = np.lexsort((confirmed[:, 0], confirmed[:, 1]))  # by later row, then earlier
+    order = np.lexsort((cand[:, 0], cand[:, 1]))  # by later row, then earlier
     kept_of = list(range(n))  # plain ints: numpy scalars are slower in this loop
     jaccard = np.ones(n)
+    missed: set[tuple[int, int]] = set()
     # Rows are settled in ascending order, so kept_of[i] is final when row j > i is reached.
-    for (i, j), s in zip(confirmed[order].tolist(), sims[order].tolist(), strict=True):
+    # Each pair is compared only while j is still kept (a bucket of m copies costs m - 1
+    # comparisons, not one per pair), and against i's kept row when i itself was removed.
+    for i, j in cand[order].tolist():
         if kept_of[j] != j:
-            continue  # already removed as a duplicate of an earlier kept row
+            continue
         k = kept_of[i]
-        if k != i:  # i was removed: j goes only if it is also close to i's kept row
-            s = similarity(k, j)
-            if s < params.threshold:
-                continue
-        kept_of[j], jaccard[j] = k, s
+        if (k, j) in missed:
+            continue
+        s = similarity(k, j)
+        if s >= params.threshold:
+            kept_of[j], jaccard[j] = k, s
+        else:
+            missed.add((k, j))
     return np.asarray(kept_of, np.int64), jaccard
 
 

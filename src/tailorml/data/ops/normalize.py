@@ -42,30 +42,39 @@ _BLANK_LINES_RE = re.compile(r"\n{3,}")
 _MOJIBAKE_HINT_RE = re.compile("[\u00c2-\u00f4\x80-\x9f\ud800-\udfff\x1b\ufffd]")
 _ANY_SPACE_RE = re.compile(r"\s+")
 _PUNCT_RE = regex.compile(r"[\p{P}\p{S}]+")
-# Scripts written without spaces between words, where a character is the unit.
-_CJK_CHAR_RE = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
-# A quick reject before the exact count above: stdlib ``re`` has no \p{Han}
-# but scans several times faster, so the main kana and CJK ideograph blocks
-# are listed by hand; text with none of them cannot be CJK.
-_CJK_BLOCKS_RE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_WORD_OR_CJK_RE = regex.compile(
-    r"[\p{Han}\p{Hiragana}\p{Katakana}]|[^\s\p{Han}\p{Hiragana}\p{Katakana}]+"
+# Scripts written without spaces between words, where a character is the unit:
+# every code point of Unicode's Han, Hiragana and Katakana scripts (what
+# `regex`'s [\p{Han}\p{Hiragana}\p{Katakana}] matches; a test checks them code
+# point by code point), spelled out for stdlib `re`, which has no \p{...} but
+# scans several times faster.
+_CJK_CLASS = (
+    r"\u2e80-\u2e99\u2e9b-\u2ef3\u2f00-\u2fd5\u3005\u3007\u3021-\u3029\u3038-\u303b"
+    r"\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fd-\u30ff\u31f0-\u31ff\u32d0-\u32fe"
+    r"\u3300-\u3357\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufa6d\ufa70-\ufad9\uff66-\uff6f"
+    r"\uff71-\uff9d\U00016fe2-\U00016fe3\U00016ff0-\U00016ff6\U0001aff0-\U0001aff3"
+    r"\U0001aff5-\U0001affb\U0001affd-\U0001affe\U0001b000-\U0001b128\U0001b132"
+    r"\U0001b150-\U0001b152\U0001b155\U0001b164-\U0001b168\U0001f200\U00020000-\U0002a6df"
+    r"\U0002a700-\U0002b81e\U0002b820-\U0002cead\U0002ceb0-\U0002ebe0\U0002ebf0-\U0002ee5d"
+    r"\U0002f800-\U0002fa1d\U00030000-\U0003134a\U00031350-\U00033479"
 )
+_CJK_CHAR_RE = re.compile(f"[{_CJK_CLASS}]")
+_WORD_OR_CJK_RE = re.compile(rf"[{_CJK_CLASS}]|[^\s{_CJK_CLASS}]+")
 
 
 def is_cjk(text: str, min_fraction: float = 0.3) -> bool:
     """Whether at least ``min_fraction`` of the non-space characters are Han or kana."""
-    if text.isascii() or _CJK_BLOCKS_RE.search(text) is None:
+    if text.isascii():
+        return False
+    cjk = len(_CJK_CHAR_RE.findall(text))
+    if cjk == 0:
         return False
     letters = len(text) - text.count(" ") - text.count("\n")
-    if letters <= 0:
-        return False
-    return len(_CJK_CHAR_RE.findall(text)) >= min_fraction * letters
+    return letters > 0 and cjk >= min_fraction * letters
 
 
 def count_words(text: str) -> int:
     """Whitespace-separated words, each Han or kana character counting as one word."""
-    if text.isascii() or _CJK_BLOCKS_RE.search(text) is None:
+    if text.isascii() or _CJK_CHAR_RE.search(text) is None:
         return len(text.split())
     return len(_WORD_OR_CJK_RE.findall(text))
 
