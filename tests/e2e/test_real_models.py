@@ -25,14 +25,14 @@ def test_real_base_models(live_server, tmp_path) -> None:  # type: ignore[no-unt
     assert {"minilm-l6", "smollm2-135m-instruct"} <= ids
 
     spam = tmp_path / "spam.jsonl"
-    spam.write_text("".join(lines(EXAMPLES / "spam_assassin" / "train.jsonl", 96)))
+    spam.write_text("".join(lines(EXAMPLES / "spam_assassin" / "train.jsonl", 160)))
     file = client.files.create(file=spam.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
         model="minilm-l6",
         training_file=file.id,
         suffix="spam",
-        hyperparameters={"n_epochs": 1, "batch_size": 16},
-        method={"type": "supervised", "training": {"max_length": 128}},
+        hyperparameters={"n_epochs": 3, "batch_size": 16},
+        method={"type": "supervised", "training": {"max_length": 128, "eval_every": 10}},
     )
     job = wait_for(client, job.id, timeout=600)
     assert job.status == "succeeded", job.error

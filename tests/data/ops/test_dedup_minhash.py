@@ -16,6 +16,7 @@ from tailorml.data.core import Document
 from tailorml.data.ops.dedup_minhash import (
     MinHashDedup,
     MinHashParams,
+    _bands_for,
     exact_jaccard,
     find_duplicate_clusters,
     minhash_signatures,
@@ -167,6 +168,9 @@ def test_signatures_are_the_same_in_another_process(c4: list[str]) -> None:
 def test_banding_and_empty_texts() -> None:
     assert optimal_bands(0.7, 112) == (18, 6)
     assert optimal_bands(0.7, 112, fp_weight=0.5) == (12, 9)  # datasketch's choice
+    # Exact confirmation tunes the bands for 0.6: a pair at 0.7 is a candidate 98% of the time.
+    assert _bands_for(MinHashParams(), exact=True) == (22, 5)
+    assert _bands_for(MinHashParams(bands=8), exact=True) == (8, 14)
     params = MinHashParams()
     sig = minhash_signatures(["", "   ", "!!!"], params)
     assert (sig == np.iinfo(np.uint32).max).all()

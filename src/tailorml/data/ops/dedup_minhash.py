@@ -156,8 +156,8 @@ class _ShingleSets:
             chunk = missing[b : b + step]
             hashes = shingle_hashes([self.text_of(i) for i in chunk], self.params)
             # One sort for the whole batch (row in the high bits) instead of one per record.
-            rows = np.repeat(np.arange(len(chunk), dtype=np.uint64), list(map(len, hashes)))
-            keys = np.unique((rows << np.uint64(32)) | np.concatenate(hashes).astype(np.uint64))
+            owner = np.repeat(np.arange(len(chunk), dtype=np.uint64), list(map(len, hashes)))
+            keys = np.unique((owner << np.uint64(32)) | np.concatenate(hashes).astype(np.uint64))
             values = keys.astype(np.uint32)  # the low 32 bits: the shingle hash
             bounds = np.searchsorted(keys >> np.uint64(32), np.arange(len(chunk) + 1))
             for t, i in enumerate(chunk):
