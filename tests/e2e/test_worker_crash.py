@@ -48,7 +48,9 @@ def test_sigkilled_worker_resumes_from_checkpoint(live_server, tiny_models, tmp_
     first.send_signal(signal.SIGKILL)
     first.wait()
     before = all_events(client, job.id)
-    saved = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data]
+    saved = [
+        c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data
+    ]
     assert saved, "no checkpoint before the kill"
     killed_at = max(_steps(before))
     total = next(e.data["total_steps"] for e in before if e.type == "metrics")

@@ -106,7 +106,9 @@ def create_job(
     try:
         load_task(task)
     except InvalidRequestError as exc:
-        raise InvalidRequestError(exc.message, param="training_file", code="unsupported_task") from exc
+        raise InvalidRequestError(
+            exc.message, param="training_file", code="unsupported_task"
+        ) from exc
     from tailorml.train.hyperparams import resolve_hyperparameters
 
     hp = body.get("hyperparameters") or {}

@@ -112,12 +112,28 @@ def test_tasks_that_cannot_be_trained_yet(client, acme, tmp_path) -> None:  # ty
     from tests.conftest import shared_dataset
 
     pairs = tmp_path / "pairs.jsonl"
-    rows = shared_dataset("dedup_pairs", "msr_paraphrase_test.txt").read_text(encoding="utf-8-sig").splitlines()[1:6]
+    rows = (
+        shared_dataset("dedup_pairs", "msr_paraphrase_test.txt")
+        .read_text(encoding="utf-8-sig")
+        .splitlines()[1:6]
+    )
     import json
 
-    pairs.write_text("".join(json.dumps({"anchor": r.split("\t")[3], "positive": r.split("\t")[4]}) + "\n" for r in rows))
+    pairs.write_text(
+        "".join(
+            json.dumps({"anchor": r.split("\t")[3], "positive": r.split("\t")[4]}) + "\n"
+            for r in rows
+        )
+    )
     file_id = upload(client, acme, pairs).json()["id"]
-    err = error(client.post("/v1/fine_tuning/jobs", headers=acme, json={"model": "minilm-l6", "training_file": file_id}), 400)
+    err = error(
+        client.post(
+            "/v1/fine_tuning/jobs",
+            headers=acme,
+            json={"model": "minilm-l6", "training_file": file_id},
+        ),
+        400,
+    )
     assert err["code"] == "unsupported_task" and "classification" in err["message"]
 
 

@@ -134,7 +134,9 @@ def release(factory: sessionmaker[Session], *, job_id: str, worker_id: str) -> N
             .values(lease_expires_at=0.0)
         )
         if res.rowcount == 1:  # type: ignore[attr-defined]
-            add_event(session, job_id, f"Worker {worker_id} stopped; the job will resume elsewhere.")
+            add_event(
+                session, job_id, f"Worker {worker_id} stopped; the job will resume elsewhere."
+            )
 
 
 def finish(
