@@ -34,6 +34,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format src tests scripts benchmarks

@@ -124,7 +124,7 @@ def output_rows(result: dict[str, Any], *, offset: int, limit: int) -> list[dict
 
 
 def removed_rows(result: dict[str, Any], *, limit: int) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for row in _jsonl_rows([Path(p) for p in result["removed_files"]]):
         if len(rows) >= limit:
             break

@@ -9,7 +9,7 @@ most the steps since that checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tailorml.platform.db.engine import session_scope
 from tailorml.platform.db.models import Model
@@ -18,10 +18,12 @@ from tailorml.records import read_records
 from tailorml.registry import register
 
 
-def choose_method(task: str, requested: str) -> str:
+def choose_method(task: str, requested: str) -> Literal["full", "lora"]:
     """``supervised`` (OpenAI's name) means: full fine-tune for encoders, LoRA for decoders."""
-    if requested in ("full", "lora"):
-        return requested
+    if requested == "full":
+        return "full"
+    if requested == "lora":
+        return "lora"
     return "full" if task in ("classification", "embedding") else "lora"
 
 

@@ -16,6 +16,7 @@ import socket
 import threading
 import traceback
 import uuid
+from typing import Any
 
 from tailorml import registry
 from tailorml.errors import JobCancelledError, TailorError
@@ -97,7 +98,9 @@ class Worker:
 
         beat = threading.Thread(target=heartbeat, name=f"heartbeat-{claimed.job_id}", daemon=True)
         beat.start()
-        finish = dict(factory=self.sessions, job_id=claimed.job_id, worker_id=self.worker_id)
+        finish: dict[str, Any] = dict(
+            factory=self.sessions, job_id=claimed.job_id, worker_id=self.worker_id
+        )
         try:
             run = registry.lookup("job_kind", claimed.kind)
             result = run(ctx)
