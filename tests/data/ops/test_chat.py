@@ -126,3 +126,13 @@ def test_length_filter_and_truncation_use_model_tokens(
     assert all(c.fields["messages"][-1]["role"] == "assistant" for c in shortened)
     assert all(c.meta["truncated_turns"] > 0 for c in shortened)
     assert all(ChatRolesFilter().keep(c).keep for c in shortened)
+
+
+def test_catalog_names_load_the_packaged_chat_tokenizer() -> None:
+    from tailorml.data.ops.chat import load_chat_tokenizer
+    from tailorml.errors import ModelUnavailableError
+
+    tok = load_chat_tokenizer("smollm2-135m-instruct")
+    assert tok.chat_template and "<|im_start|>" in tok.chat_template
+    with pytest.raises(ModelUnavailableError, match="minilm-l6"):
+        load_chat_tokenizer("no-such-model")
