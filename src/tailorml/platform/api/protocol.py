@@ -105,6 +105,16 @@ class _Sampling(_Body):
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
+    def engine_options(self) -> dict[str, Any]:
+        """The sampling options as the serving engine's keyword arguments."""
+        return {
+            "max_tokens": self.token_limit(),
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop_list(),
+            "seed": self.seed,
+        }
+
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)

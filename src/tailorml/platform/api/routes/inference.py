@@ -76,13 +76,7 @@ def chat_completions(
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages
     ]
-    opts = dict(
-        max_tokens=body.token_limit(),
-        temperature=body.temperature,
-        top_p=body.top_p,
-        stop=body.stop_list(),
-        seed=body.seed,
-    )
+    opts = body.engine_options()
     cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
     if not body.stream:
         out = state.serving.chat(ref, messages, **opts)
@@ -141,13 +135,7 @@ def completions(
     body: CompletionRequest, session: SessionDep, state: StateDep, tenant_id: TenantDep
 ) -> Any:
     ref = _ref(session, state, tenant_id, body.model, need="generate")
-    opts = dict(
-        max_tokens=body.token_limit(),
-        temperature=body.temperature,
-        top_p=body.top_p,
-        stop=body.stop_list(),
-        seed=body.seed,
-    )
+    opts = body.engine_options()
     cid, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
     base = {"id": cid, "object": "text_completion", "created": created, "model": body.model}
     if not body.stream:
