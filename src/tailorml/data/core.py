@@ -8,7 +8,10 @@ method:
 - ``Filter.keep(doc) -> Verdict``: keep it, or drop it with a reason;
 - ``GlobalStep.run(docs) -> iterator of (doc, Verdict)``: sees the whole
   stream (deduplication, decontamination, label quality) and runs as its own
-  stage in a pipeline.
+  stage in a pipeline;
+- ``ShardedGlobalStep``: a GlobalStep that drops records and can also run as
+  ``summarize`` per shard, ``decide`` once over the summaries, then a
+  per-shard drop, so the workers share the work (near-dedup).
 
 Operators register with ``@register("data_op", "name")`` and take their
 parameters as a pydantic model ``Params`` (``extra="forbid"``), which is how
@@ -17,8 +20,9 @@ a recipe's YAML is validated.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -136,4 +140,26 @@ class GlobalStep(Operator):
     """An operator that must see every document (it runs as a separate pipeline stage)."""
 
     def run(self, docs: Iterable[Document]) -> Iterator[tuple[Document, Verdict]]:
+        raise NotImplementedError
+
+
+class ShardedGlobalStep(GlobalStep):
+    """A dropping GlobalStep the runner splits into three stages, as datatrove does for dedup.
+
+    ``summarize`` runs per shard, in the workers, and writes a compact summary
+    of the shard's records under ``stem`` (signatures, hashes and ids: no
+    record bodies). ``decide`` runs once over every shard's summary and
+    returns, per shard, ``{position: reason}`` of the records to drop; it may
+    read records back with ``docs_of(shard)``. The runner then streams each
+    shard again in the workers and drops those positions. Rows are ordered
+    by shard, then position, which is what "first occurrence" means here.
+    ``run`` stays the in-memory form for direct library use.
+    """
+
+    def summarize(self, docs: Iterable[Document], stem: Path) -> None:
+        raise NotImplementedError
+
+    def decide(
+        self, stems: list[Path], docs_of: Callable[[int], Iterator[Document]]
+    ) -> list[dict[int, str]]:
         raise NotImplementedError

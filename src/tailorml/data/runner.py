@@ -4,14 +4,20 @@ Consecutive Mapper/Filter steps form one *streaming* stage, split into
 ``shards`` shards that an executor runs in parallel; each GlobalStep
 (deduplication, label quality, augmentation) is a stage of its own.
 
-Global stages gather everything in one task: the step's ``run`` sees the
-merged stream of the previous stage's shards, and its output is dealt back
-into ``shards`` parts for the next streaming stage. This is the simple
-choice: correct for any GlobalStep and fine up to what one process holds
-(the runner also keeps each input record until the step answers for it, so
-nothing is lost). Datatrove instead splits MinHash dedup into signature,
-bucket and cluster stages that each shard in parallel; that scales further
-but needs every global operator to be written as several stages.
+A ``ShardedGlobalStep`` (near-dedup) runs as datatrove runs MinHash
+dedup, in three phases of its stage: ``summarize`` per shard in the
+workers (near-dedup: signatures, ids, shingle sets; no record bodies),
+``decide`` once over the summaries (which records to drop, and why), then
+``apply`` per shard in the workers (stream the shard again and drop those).
+Records are ordered by shard, then position. Every phase has its own
+completion markers, so a rerun resumes inside the stage.
+
+Any other global stage gathers everything in one task: the step's ``run``
+sees the merged stream of the previous stage's shards, and its output is
+dealt back into ``shards`` parts for the next streaming stage. That is
+correct for any GlobalStep and fine up to what one process holds (the
+runner also keeps each input record until the step answers for it, so
+nothing is lost); ``exact_dedup`` streams, so it holds only its digests.
 
 Layout of ``output_dir``::
 
@@ -19,7 +25,9 @@ Layout of ``output_dir``::
     removed/<stage>-00000.jsonl every removed record with op and reason
     report.json, report.html   the data report
     _work/<stage>/part-*.jsonl  intermediate stage outputs
+    _work/<stage>/summary-*, drops-*.jsonl  a sharded global step's phases
     _done/<stage>-00000         completion markers (holding the shard's stats)
+    _done/<stage>.summarize-00000, <stage>.decide-00000  the same for its phases
 
 Progress is reported per finished shard (``done``/``total`` shards and the
 records written so far): shards run in other processes or on other
@@ -37,16 +45,22 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tailorml.data.core import Document, GlobalStep
+from tailorml.data.core import Document, GlobalStep, ShardedGlobalStep, Verdict
 from tailorml.data.readers import ReadOptions, Shard, expand_inputs, read_documents
 from tailorml.data.recipe import Recipe, Step, load_recipe
 from tailorml.data.trace import OpStats, Profile, Trace, apply_global, apply_stream, screen_reads
-from tailorml.data.writers import OutputFormat, dumps, open_writer, write_text_atomic
+from tailorml.data.writers import (
+    AtomicFile,
+    OutputFormat,
+    dumps,
+    open_writer,
+    write_text_atomic,
+)
 from tailorml.executors import Executor, get_executor
 
 log = logging.getLogger(__name__)
@@ -79,6 +93,9 @@ def plan_stages(steps: list[Step]) -> list[Stage]:
     return stages
 
 
+Phase = Literal["run", "summarize", "decide", "apply"]
+
+
 @dataclass(frozen=True)
 class ShardTask:
     """Everything one shard needs; picklable, so any executor can ship it."""
@@ -95,10 +112,68 @@ class ShardTask:
     output_format: OutputFormat
     first: bool
     last: bool
+    phase: Phase = "run"
+    work: tuple[str, ...] = ()
+    """summarize: the summary stem; decide: every shard's stem; apply: the drops file."""
+    sources: tuple[tuple[tuple[str, ...], Shard], ...] = ()
+    """decide: each shard's inputs and selection, to read records back."""
+
+
+def _readable(inputs: Iterable[str], read: ReadOptions, shard: Shard) -> Iterator[Document]:
+    """The shard's documents that parsed: the ones the ``apply`` phase numbers by position."""
+    for doc in read_documents([Path(p) for p in inputs], read, shard):
+        if "read_error" not in doc.meta:
+            yield doc
+
+
+class _DropListed(GlobalStep):
+    """The ``apply`` phase of a ShardedGlobalStep: drop the positions ``decide`` listed."""
+
+    def __init__(self, drops: dict[int, str]):
+        self.drops = drops
+
+    def run(self, docs: Iterable[Document]) -> Iterator[tuple[Document, Verdict]]:
+        for pos, doc in enumerate(docs):
+            reason = self.drops.get(pos)
+            yield doc, Verdict.ok() if reason is None else Verdict.drop(reason)
+
+
+def _run_phase(task: ShardTask) -> dict[str, Any]:
+    """``summarize`` one shard or ``decide`` over all of them; then write the marker."""
+    step = task.steps[0]
+    op = step.build()
+    assert isinstance(op, ShardedGlobalStep)  # the planner only makes phases for these
+    start = time.perf_counter()
+    op.setup()
+    if task.phase == "summarize":
+        op.summarize(_readable(task.inputs, task.read, task.shard), Path(task.work[0]))
+    else:
+        sources = task.sources
+        drops = op.decide(
+            [Path(s) for s in task.work],
+            lambda r: _readable(sources[r][0], task.read, sources[r][1]),
+        )
+        for path, listed in zip(task.outputs, drops, strict=True):
+            with AtomicFile(Path(path)) as fh:
+                for pos in sorted(listed):
+                    fh.write(dumps([pos, listed[pos]]) + "\n")
+    # Only the time: the op's counts come from the ``apply`` phase, which sees every record.
+    st = OpStats(step.op, step.index, "GlobalStep", seconds=time.perf_counter() - start)
+    result = {"stage": task.stage, "rank": task.shard.rank, "written": 0,
+              "stats": [st.to_dict()], "before": None, "after": None}  # fmt: skip
+    write_text_atomic(Path(task.marker), dumps(result))
+    return result
+
+
+def _load_drops(path: str) -> dict[int, str]:
+    with open(path, encoding="utf-8") as fh:
+        return {int(pos): reason for pos, reason in map(json.loads, fh)}
 
 
 def run_shard(task: ShardTask) -> dict[str, Any]:
     """Run one shard: read, apply the steps, write outputs and removed records, then the marker."""
+    if task.phase in ("summarize", "decide"):
+        return _run_phase(task)
     ops = [(s.index, s.op, s.build()) for s in task.steps]
     for _, _, op in ops:
         op.setup()
@@ -112,6 +187,9 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
         out = apply_stream(docs, ops, trace)
     else:
         index, name, op = ops[0]
+        if task.phase == "apply":
+            trace.stats_for(index, op, name)  # the stats show the real operator's kind
+            op = _DropListed(_load_drops(task.work[0]))
         out = apply_global(docs, index, name, op, trace)  # type: ignore[arg-type]
     written, ok = 0, False
     try:
@@ -229,7 +307,7 @@ def run_pipeline(
         folder = output_dir / ("data" if last else f"_work/{stage.name}")
         suffix = "parquet" if last and output_format == "parquet" else "jsonl"
         parts = [str(folder / f"part-{r:05d}.{suffix}") for r in range(shards)]
-        tasks = _tasks(
+        phases = _tasks(
             stage,
             prev,
             parts,
@@ -241,36 +319,38 @@ def run_pipeline(
             output_dir,
             output_format if last else "jsonl",
         )
-        done = [json.loads(Path(t.marker).read_text()) for t in tasks if Path(t.marker).is_file()]
-        todo = [t for t in tasks if not Path(t.marker).is_file()]
-        records = sum(r["written"] for r in done)
-        counter = {"done": len(done), "records": records}
-        base = {"type": "progress", "stage": stage.name, "ops": [s.op for s in stage.steps]}
-        emit({**base, "done": len(done), "total": len(tasks), "records": records})
+        info: dict[str, Any] = {"name": stage.name, "kind": stage.kind, "phases": []}
+        info["ops"] = [s.op for s in stage.steps]
+        for phase, tasks in phases:
+            done = [
+                json.loads(Path(t.marker).read_text()) for t in tasks if Path(t.marker).is_file()
+            ]
+            todo = [t for t in tasks if not Path(t.marker).is_file()]
+            records = sum(r["written"] for r in done)
+            counter = {"done": len(done), "records": records}
+            base = {"type": "progress", "stage": stage.name, "ops": info["ops"], "phase": phase}
+            emit({**base, "done": len(done), "total": len(tasks), "records": records})
 
-        def on_done(
-            _: int,
-            result: dict[str, Any],
-            base: dict = base,
-            counter: dict = counter,
-            total: int = len(tasks),
-        ) -> None:
-            counter["done"] += 1
-            counter["records"] += result["written"]
-            emit({**base, "done": counter["done"], "total": total, "records": counter["records"]})
+            def on_done(
+                _: int,
+                result: dict[str, Any],
+                base: dict = base,
+                counter: dict = counter,
+                total: int = len(tasks),
+            ) -> None:
+                counter["done"] += 1
+                counter["records"] += result["written"]
+                emit(
+                    {**base, "done": counter["done"], "total": total, "records": counter["records"]}
+                )
 
-        names = [f"{t.stage}-{t.shard.rank}" for t in todo]
-        results += done + ex.map(run_shard, todo, on_done=on_done, names=names)
-        run, skipped = run + len(todo), skipped + len(done)
-        stage_info.append(
-            {
-                "name": stage.name,
-                "kind": stage.kind,
-                "ops": base["ops"],
-                "shards": len(tasks),
-                "skipped": len(done),
-            }
-        )
+            names = [f"{t.stage}-{t.shard.rank}" for t in todo]
+            results += done + ex.map(run_shard, todo, on_done=on_done, names=names)
+            run, skipped = run + len(todo), skipped + len(done)
+            info["phases"].append({"phase": phase, "tasks": len(tasks), "skipped": len(done)})
+        # The last phase is the one that writes records: its shards are the stage's.
+        info["shards"], info["skipped"] = info["phases"][-1]["tasks"], info["phases"][-1]["skipped"]
+        stage_info.append(info)
         prev = parts
     return _finish(recipe, files, output_dir, results, stage_info, run, skipped, started, emit)
 
@@ -286,28 +366,55 @@ def _tasks(
     chunk: int,
     output_dir: Path,
     fmt: OutputFormat,
-) -> list[ShardTask]:
-    def task(rank: int, shard: Shard, inputs: list[str], outputs: list[str]) -> ShardTask:
+) -> list[tuple[Phase, list[ShardTask]]]:
+    """The stage's phases in order, each a list of tasks that may run in parallel."""
+
+    def task(
+        rank: int,
+        shard: Shard,
+        inputs: list[str],
+        outputs: list[str],
+        phase: Phase = "run",
+        **kw: Any,
+    ) -> ShardTask:
+        name = stage.name if phase in ("run", "apply") else f"{stage.name}.{phase}"
         return ShardTask(
-            stage.name,
+            name,
             stage.kind,
             shard,
             tuple(inputs),
             read,
             stage.steps,
             tuple(outputs),
-            str(output_dir / "removed" / f"{stage.name}-{rank:05d}.jsonl"),
-            str(output_dir / "_done" / f"{stage.name}-{rank:05d}"),
+            str(output_dir / "removed" / f"{name}-{rank:05d}.jsonl"),
+            str(output_dir / "_done" / f"{name}-{rank:05d}"),
             fmt,
             first,
             last,
+            phase,
+            **kw,
         )
 
-    if stage.kind == "global":
-        return [task(0, Shard(0, 1, chunk), prev, parts)]
     if first:  # every shard scans the raw inputs and keeps its own chunks
-        return [task(r, Shard(r, shards, chunk), prev, [parts[r]]) for r in range(shards)]
-    return [task(r, Shard(0, 1, chunk), [prev[r]], [parts[r]]) for r in range(shards)]
+        split = [(prev, Shard(r, shards, chunk)) for r in range(shards)]
+    else:
+        split = [([prev[r]], Shard(0, 1, chunk)) for r in range(shards)]
+    if stage.kind == "global" and issubclass(stage.steps[0].cls, ShardedGlobalStep):
+        work = output_dir / "_work" / stage.name
+        stems = [str(work / f"summary-{r:05d}") for r in range(shards)]
+        drops = [str(work / f"drops-{r:05d}.jsonl") for r in range(shards)]
+        sources = tuple((tuple(i), sh) for i, sh in split)
+        return [
+            ("summarize", [task(r, sh, i, [], "summarize", work=(stems[r],))
+                           for r, (i, sh) in enumerate(split)]),
+            ("decide", [task(0, Shard(0, 1, chunk), [], drops, "decide", work=tuple(stems),
+                             sources=sources)]),
+            ("apply", [task(r, sh, i, [parts[r]], "apply", work=(drops[r],))
+                       for r, (i, sh) in enumerate(split)]),
+        ]  # fmt: skip
+    if stage.kind == "global":
+        return [("run", [task(0, Shard(0, 1, chunk), prev, parts)])]
+    return [("run", [task(r, sh, i, [parts[r]]) for r, (i, sh) in enumerate(split)])]
 
 
 def _finish(
