@@ -43,7 +43,9 @@ def test_dataset_flow(client, acme, globex, settings, tmp_path) -> None:  # type
     removed = client.get(f"/v1/datasets/{ds['id']}/removed", headers=acme).json()["data"]
     assert len(removed) == 7
     report = client.get(f"/v1/datasets/{ds['id']}/report", headers=acme).json()
-    assert report
+    removed_by = {op["op"]: op["removed"] for op in report["ops"]}
+    assert removed_by["exact_dedup"] == 7 and removed_by["normalize"] == 0
+    assert all(row["op"] == "exact_dedup" and row["reason"] for row in removed)
     html = client.get(f"/v1/datasets/{ds['id']}/report?format=html", headers=acme)
     assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
 
