@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from tailorml import registry
 from tailorml.errors import TailorError
@@ -55,6 +55,36 @@ def describe_failure(exc: BaseException) -> str:
     """A one-line reason for a failed shard (the type says more than an empty message)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class ShardResults(Generic[R]):
+    """What every executor does with a finished task: keep its result in task order, or
+    record its failure by shard name and go on (so every shard runs), then report."""
+
+    def __init__(self, names: list[str], on_done: Callable[[int, R], None] | None):
+        self.names = names
+        self.on_done = on_done
+        self.results: dict[int, R] = {}
+        self.failures: dict[str, str] = {}
+
+    def collect(self, i: int, get: Callable[[], R]) -> None:
+        """Call ``get()`` for task ``i``'s result (it raises if the task failed)."""
+        try:
+            value = get()
+        except Exception as exc:  # noqa: BLE001 - shard boundary: log, then re-raise all
+            cause = getattr(exc, "cause", None) or exc  # Ray wraps the task's own error
+            log.error("shard %s failed: %s", self.names[i], describe_failure(cause), exc_info=cause)
+            self.failures[self.names[i]] = describe_failure(cause)
+            return
+        self.results[i] = value
+        if self.on_done:
+            self.on_done(i, value)
+
+    def ordered(self) -> list[R]:
+        """The results in task order, or ``ShardFailedError`` naming every failed shard."""
+        if self.failures:
+            raise ShardFailedError(self.failures)
+        return [self.results[i] for i in range(len(self.names))]
 
 
 def get_executor(name: str, workers: int = 2, **options: Any) -> Executor:

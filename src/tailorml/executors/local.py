@@ -10,18 +10,16 @@ process, which is what a debugger or a small job wants.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
-from tailorml.executors.base import ShardFailedError, describe_failure
+from tailorml.executors.base import ShardResults
 from tailorml.registry import register
 
 T = TypeVar("T")
 R = TypeVar("R")
-log = logging.getLogger(__name__)
 
 
 @register("executor", "local")
@@ -40,33 +38,14 @@ class LocalExecutor:
         on_done: Callable[[int, R], None] | None = None,
         names: list[str] | None = None,
     ) -> list[R]:
-        names = names or [str(i) for i in range(len(tasks))]
-        results: dict[int, R] = {}
-        failures: dict[str, str] = {}
+        shards = ShardResults(names or [str(i) for i in range(len(tasks))], on_done)
         if self.workers == 1 or len(tasks) <= 1:
             for i, task in enumerate(tasks):
-                try:
-                    results[i] = fn(task)
-                except Exception as exc:  # noqa: BLE001 - shard boundary: log, then re-raise all
-                    log.exception("shard %s failed", names[i])
-                    failures[names[i]] = describe_failure(exc)
-                    continue
-                if on_done:
-                    on_done(i, results[i])
+                shards.collect(i, lambda task=task: fn(task))
         else:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(min(self.workers, len(tasks)), mp_context=context) as pool:
                 futures: dict[Future[R], int] = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
                 for fut in as_completed(futures):
-                    i = futures[fut]
-                    try:
-                        results[i] = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - shard boundary: log, then re-raise all
-                        log.error("shard %s failed: %s", names[i], describe_failure(exc))
-                        failures[names[i]] = describe_failure(exc)
-                        continue
-                    if on_done:
-                        on_done(i, results[i])
-        if failures:
-            raise ShardFailedError(failures)
-        return [results[i] for i in range(len(tasks))]
+                    shards.collect(futures[fut], fut.result)
+        return shards.ordered()

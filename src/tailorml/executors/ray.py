@@ -12,17 +12,15 @@ must be a path every Ray node sees (a shared filesystem) on a cluster, and
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tailorml.errors import ModelUnavailableError
-from tailorml.executors.base import ShardFailedError, describe_failure
+from tailorml.executors.base import ShardResults
 from tailorml.registry import register
 
 T = TypeVar("T")
 R = TypeVar("R")
-log = logging.getLogger(__name__)
 
 
 @register("executor", "ray")
@@ -53,27 +51,14 @@ class RayExecutor:
         names: list[str] | None = None,
     ) -> list[R]:
         ray = self._ray()
-        names = names or [str(i) for i in range(len(tasks))]
+        shards = ShardResults(names or [str(i) for i in range(len(tasks))], on_done)
         remote = ray.remote(num_cpus=self.num_cpus, max_retries=0)(fn)
         queue = list(enumerate(tasks))
         running: dict[Any, int] = {}
-        results: dict[int, R] = {}
-        failures: dict[str, str] = {}
         while queue or running:
             while queue and len(running) < self.workers:
                 i, task = queue.pop(0)
                 running[remote.remote(task)] = i
             ready, _ = ray.wait(list(running), num_returns=1)
-            i = running.pop(ready[0])
-            try:
-                results[i] = ray.get(ready[0])
-            except Exception as exc:  # noqa: BLE001 - shard boundary: log, then re-raise all
-                cause = getattr(exc, "cause", None) or exc
-                log.error("shard %s failed: %s", names[i], describe_failure(cause))
-                failures[names[i]] = describe_failure(cause)
-                continue
-            if on_done:
-                on_done(i, results[i])
-        if failures:
-            raise ShardFailedError(failures)
-        return [results[i] for i in range(len(tasks))]
+            shards.collect(running.pop(ready[0]), lambda ref=ready[0]: ray.get(ref))
+        return shards.ordered()
