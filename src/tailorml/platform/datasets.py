@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,6 @@ from tailorml.platform.db.models import Job, new_id
 from tailorml.platform.files import get_file
 from tailorml.platform.jobs.queue import add_event
 from tailorml.platform.scoping import get_owned, owned
-
-META_KEY = "_meta"
 
 
 def shipped_recipes_dir() -> Path:
@@ -114,26 +113,16 @@ def finished(job: Job) -> dict[str, Any]:
 
 
 def output_rows(result: dict[str, Any], *, offset: int, limit: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for i, row in enumerate(_jsonl_rows([Path(p) for p in result["output_files"]])):
-        if i >= offset + limit:
-            break
-        if i >= offset:
-            rows.append(row)
-    return rows
+    return list(islice(jsonl_rows(result["output_files"]), offset, offset + limit))
 
 
 def removed_rows(result: dict[str, Any], *, limit: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for row in _jsonl_rows([Path(p) for p in result["removed_files"]]):
-        if len(rows) >= limit:
-            break
-        rows.append(row)
-    return rows
+    return list(islice(jsonl_rows(result["removed_files"]), limit))
 
 
-def _jsonl_rows(paths: list[Path]) -> Iterator[dict[str, Any]]:
-    for path in paths:
+def jsonl_rows(paths: list[str]) -> Iterator[dict[str, Any]]:
+    """The rows of a run's JSONL files, streamed in order."""
+    for path in map(Path, paths):
         if path.suffix != ".jsonl" or not path.is_file():
             continue
         with open(path, encoding="utf-8") as fh:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tailorml.errors import ConflictError, InvalidRequestError
@@ -217,17 +217,6 @@ def list_checkpoints(
     # Training keeps only its newest checkpoints on disk; list the ones that still exist.
     kept = [c for c in session.scalars(query) if Path(c.path).is_dir()]
     return kept[:limit]
-
-
-def count_active(session: Session, *, tenant_id: str) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))
-        )
-        or 0
-    )
 
 
 def job_object(job: Job) -> dict[str, Any]:

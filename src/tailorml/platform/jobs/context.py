@@ -8,7 +8,6 @@ the progress callback and ``ctx.should_stop`` as the cancellation check.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tailorml.platform.db.engine import session_scope
-from tailorml.platform.db.models import Checkpoint, Tenant
+from tailorml.platform.db.models import Checkpoint
 from tailorml.platform.jobs.queue import add_event
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
@@ -33,19 +32,12 @@ class JobContext:
     sessions: sessionmaker[Session]
     storage: LocalStorage
     stop: threading.Event = field(default_factory=threading.Event)
-    _last_metrics: float = 0.0
 
     @property
     def work_dir(self) -> Path:
         path = self.settings.jobs_dir / self.job_id
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-    def tenant_name(self) -> str:
-        with session_scope(self.sessions) as s:
-            tenant = s.get(Tenant, self.tenant_id)
-            assert tenant is not None
-            return tenant.name
 
     def should_stop(self) -> bool:
         return self.stop.is_set()
@@ -62,7 +54,6 @@ class JobContext:
             message = ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
             with session_scope(self.sessions) as s:
                 add_event(s, self.job_id, message, type="metrics", data=data)
-            self._last_metrics = time.time()
             return
         with session_scope(self.sessions) as s:
             add_event(

@@ -12,13 +12,14 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from tailorml.data.readers import META_KEY
 from tailorml.errors import FileFormatError
+from tailorml.platform.datasets import jsonl_rows
 from tailorml.platform.db.engine import session_scope
 from tailorml.platform.files import create_file
 from tailorml.platform.jobs.context import JobContext
 from tailorml.registry import register
 
-META_KEY = "_meta"
 SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -71,15 +72,9 @@ def run_dataset(ctx: JobContext) -> dict[str, Any]:
     }
 
     def records() -> Iterator[bytes]:
-        for path in result.output_files:
-            if path.suffix != ".jsonl":
-                continue
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        row = json.loads(line)
-                        row.pop(META_KEY, None)
-                        yield (json.dumps(row, ensure_ascii=False) + "\n").encode()
+        for row in jsonl_rows(out["output_files"]):
+            row.pop(META_KEY, None)  # the runner's id and meta: not part of a training record
+            yield (json.dumps(row, ensure_ascii=False) + "\n").encode()
 
     try:
         with session_scope(ctx.sessions) as s:
