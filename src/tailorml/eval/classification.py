@@ -10,6 +10,7 @@ gets with no training at all.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,18 @@ def _classification(records: list[Record], what: str) -> list[ClassificationReco
     return out
 
 
+def _encoded_batches(tokenizer: Any, texts: list[str], max_length: int) -> Iterator[Any]:
+    """``texts`` tokenized ``BATCH_SIZE`` at a time, truncated and padded, as tensors."""
+    for start in range(0, len(texts), BATCH_SIZE):
+        yield tokenizer(
+            texts[start : start + BATCH_SIZE],
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+
+
 def embed_texts(model: Any, tokenizer: Any, texts: list[str], max_length: int = MAX_LENGTH) -> Any:
     """Mean-pooled, L2-normalized embeddings of ``texts`` (a float tensor, one row per text)."""
     import torch
@@ -36,14 +49,7 @@ def embed_texts(model: Any, tokenizer: Any, texts: list[str], max_length: int = 
     rows = []
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(texts), BATCH_SIZE):
-            enc = tokenizer(
-                texts[start : start + BATCH_SIZE],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
+        for enc in _encoded_batches(tokenizer, texts, max_length):
             hidden = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
@@ -115,14 +121,7 @@ def predict_labels(
 
     out: list[str] = []
     with torch.no_grad():
-        for start in range(0, len(texts), BATCH_SIZE):
-            enc = tokenizer(
-                texts[start : start + BATCH_SIZE],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
+        for enc in _encoded_batches(tokenizer, texts, max_length):
             out += [labels[int(i)] for i in model(**enc).logits.argmax(-1)]
     return out
 
