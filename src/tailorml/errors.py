@@ -124,3 +124,42 @@ class JobCancelledError(TailorError):
     status_code = 409
     error_type = "invalid_request_error"
     default_code = "cancelled"
+
+
+class RateLimitError(TailorError):
+    """Too much at once (requests, or active jobs of one tenant); retry later."""
+
+    status_code = 429
+    error_type = "requests"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
+
+
+class RequestTimeoutError(TailorError):
+    """The client sent its request too slowly."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class OutboundError(TailorError):
+    """A call the server makes on a caller's behalf was refused or failed.
+
+    Messages carry no network detail (which address, which port, refused or
+    filtered), so an error cannot be used to map the server's network.
+    """
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "outbound_failed"

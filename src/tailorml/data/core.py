@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 # Which fields of a record hold free text that text operators act on.
 TEXT_FIELDS = ("text", "prompt", "completion", "anchor", "positive", "content")
@@ -107,6 +107,34 @@ class Verdict:
 
 
 _KEEP = Verdict(True)
+
+
+# What a parameter that names a server resource points at (DESIGN.md, "The trust boundary").
+# A library trusts its caller, so operators take paths, URLs and names as they are; the
+# platform reads these marks to decide what a tenant may set and how it is resolved:
+#   file     a file path; a tenant names one of its uploaded files by id
+#   model    a model/tokenizer folder, catalog name or hub id; a tenant names a catalog
+#            model or one of its own fine-tuned models
+#   package  an installed Python package (a spaCy pipeline); a tenant names an installed one
+#   url      an endpoint the server calls; allowed, through the guarded outbound client
+#   env      an environment variable name; never tenant-settable
+#   policy   what the operator decides (outbound allow-lists); never tenant-settable
+ResourceKind = Literal["file", "model", "package", "url", "env", "policy"]
+
+
+def resource(kind: ResourceKind, default: Any = ..., **kwargs: Any) -> Any:
+    """A ``Params`` field that names a server resource of ``kind`` (a pydantic ``Field``)."""
+    return Field(default, json_schema_extra={"resource": kind}, **kwargs)
+
+
+def resource_params(params: type[BaseModel]) -> dict[str, ResourceKind]:
+    """The fields of a ``Params`` model that name server resources, with their kind."""
+    out: dict[str, ResourceKind] = {}
+    for name, info in params.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and "resource" in extra:
+            out[name] = cast(ResourceKind, extra["resource"])
+    return out
 
 
 class NoParams(BaseModel):

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -45,10 +46,43 @@ class Settings(BaseSettings):
         False, description="Let tenants name local folders or GGUF files as base models."
     )
     allow_hub_models: bool = Field(
-        True, description="Let tenants name Hugging Face hub ids (needs network or a warm cache)."
+        False,
+        description="Let tenants name Hugging Face hub ids as models (downloads what a tenant "
+        "names; needs network or a warm cache).",
+    )
+    recipes_dir: Path | None = Field(
+        None, description="A folder of operator-registered YAML recipes tenants may name."
+    )
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts (name, name:port, IP or CIDR) the server may call on a tenant's behalf "
+        "even though they resolve to loopback/private addresses; comma-separated.",
+    )
+    max_active_jobs_per_tenant: int = Field(
+        20, ge=1, description="Queued plus running jobs one tenant may have; more answer 429."
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="A client must send a request's headers within this time."
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest pause allowed between two chunks of a request body."
+    )
+    max_json_depth: int = Field(32, ge=2, description="Deepest nesting a JSON body may have.")
+    max_record_bytes: int = Field(
+        8 * 1024**2, description="Largest single record a dataset job reads (bigger: rejected)."
+    )
+    max_decompressed_bytes: int = Field(
+        2 * 1024**3, description="Most bytes a compressed upload may expand to in a dataset job."
     )
     max_loaded_models: int = Field(4, description="Models the serving engine keeps in memory.")
     torch_threads: int = Field(0, description="Threads torch may use; 0 leaves torch's default.")
+
+    @field_validator("outbound_allow", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
 
     @property
     def resolved_database_url(self) -> str:
