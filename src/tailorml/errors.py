@@ -163,3 +163,11 @@ class OutboundError(TailorError):
     status_code = 400
     error_type = "invalid_request_error"
     default_code = "outbound_failed"
+
+
+class GoneError(TailorError):
+    """The object existed but what it held was deleted (for example with its input file)."""
+
+    status_code = 410
+    error_type = "invalid_request_error"
+    default_code = "gone"
