@@ -78,7 +78,15 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
-    __table_args__ = (Index("ix_jobs_claim", "status", "created_at"),)
+    # Higher runs first among one tenant's jobs; fairness between tenants comes first.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When a worker last claimed the job: the queue serves the tenant whose last claim is oldest.
+    claimed_at: Mapped[float | None] = mapped_column(Float)
+    __table_args__ = (
+        Index("ix_jobs_claim", "status", "created_at"),
+        Index("ix_jobs_tenant_status", "tenant_id", "status"),
+        Index("ix_jobs_tenant_claimed", "tenant_id", "claimed_at"),
+    )
 
 
 class JobEvent(Base):
