@@ -58,3 +58,18 @@ def test_training_on_real_sst2_reduces_validation_loss(tiny_encoder, tmp_path):
     assert (result.model_dir / "model.safetensors").is_file()
     manifest = json.loads((result.model_dir / "tailor_model.json").read_text())
     assert manifest["labels"] == ["0", "1"] and manifest["method"] == "full"
+
+
+def test_a_set_too_small_for_a_validation_split_trains_without_one(tiny_encoder, tmp_path):
+    # Two records, one per class: the stratified split holds out nothing, and encoding the
+    # empty validation set used to raise IndexError inside the tokenizer.
+    records = sst2_records("train", 40)
+    pair = [next(r for r in records if r.label == label) for label in ("0", "1")]
+    events = EventLog()
+    spec = TrainSpec(
+        task="classification", method="full", n_epochs=1, batch_size=2, learning_rate=1e-3
+    )
+    result = train(spec, tiny_encoder, pair, None, tmp_path, on_event=events)
+    assert result.steps == 1 and result.labels == ["0", "1"]
+    assert events.metrics[-1]["valid_loss"] is None
+    assert "(0 for validation)" in events.messages[0]

@@ -71,6 +71,10 @@ class ClassificationTask(TrainTask):
         index = {label: i for i, label in enumerate(labels)}
         examples: list[Example] = []
         skipped: list[str] = []
+        if not records:
+            # A set too small to hold out a validation record splits into (all, []); a fast
+            # tokenizer called on an empty batch raises IndexError instead of returning [].
+            return examples, skipped
         texts = [r.text for r in records if isinstance(r, ClassificationRecord)]
         encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
         for i, (record, ids) in enumerate(zip(records, encoded, strict=True)):
