@@ -101,8 +101,13 @@ def run(
 
 @app.command()
 def ops() -> None:
-    """List the registered operators with their parameters."""
+    """List the registered operators with their parameters.
+
+    ``*`` marks a required parameter; ``[file]``, ``[model]``... one that names
+    a server resource, which tenants set only to their own objects.
+    """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from tailorml.data.recipe import discover_ops, op_catalog
@@ -110,9 +115,11 @@ def ops() -> None:
     table = Table("operator", "kind", "parameters", "what it does", show_lines=True)
     for op in op_catalog():
         params = "\n".join(
-            f"{p['name']}{'*' if p['required'] else '=' + repr(p['default'])}" for p in op["params"]
+            f"{p['name']}{'*' if p['required'] else '=' + repr(p['default'])}"
+            + (f" [{p['resource']}]" if p["resource"] else "")
+            for p in op["params"]
         )
-        table.add_row(op["name"], op["kind"], params or "-", op["summary"])
+        table.add_row(op["name"], op["kind"], escape(params) or "-", op["summary"])
     Console().print(table)
     for module, why in discover_ops().items():
         typer.secho(f"not loaded: {module} ({why})", err=True, fg=typer.colors.YELLOW)

@@ -137,8 +137,22 @@ def resource_params(params: type[BaseModel]) -> dict[str, ResourceKind]:
     return out
 
 
+# Every operator's ``Params``: unknown keys are errors (a typo must not be ignored), and the
+# docstring under a field is its description, which ``tailor data ops`` and the API show.
+PARAMS_CONFIG = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+def shown_name(path: str | Path) -> str:
+    """How outputs and messages a run's user may see name a file: its last component only.
+
+    A server path (a stored upload, a model folder the platform resolved) never
+    leaves the server (DESIGN.md, "The trust boundary").
+    """
+    return Path(path).name or str(path)
+
+
 class NoParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
 
 class Operator:

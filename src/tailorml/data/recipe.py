@@ -16,6 +16,16 @@ The shape, one step per registered operator, parameters beside ``op``::
 choices, bad parameters with their step index and field) in one
 ``RecipeError``, as torchtune does, so a user fixes the file in one pass.
 Tenant YAML names registered operators only, never import paths.
+
+Two doors, one per side of the trust boundary (DESIGN.md): ``load_recipe``
+takes a file path or text from an operator or the CLI; ``parse_recipe_text``
+takes text from a tenant and never touches the file system, refuses text
+over a size cap and, with ``allow_aliases=False``, YAML anchors, aliases and
+explicit tags (an alias "billion laughs" expands a few hundred bytes into
+gigabytes once the recipe is dumped or validated). ``Recipe.resources``
+lists the parameters that name server resources, which the platform checks
+and ``Recipe.with_params`` replaces (file ids by server paths) just before a
+run.
 """
 
 from __future__ import annotations
@@ -30,7 +40,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tailorml import registry
-from tailorml.data.core import Filter, GlobalStep, Mapper, Operator
+from tailorml.data.core import (
+    Filter,
+    GlobalStep,
+    Mapper,
+    Operator,
+    ResourceKind,
+    resource_params,
+)
 from tailorml.data.readers import ReadOptions
 from tailorml.errors import InvalidRequestError
 from tailorml.records import Task
@@ -75,6 +92,23 @@ class Step:
         return {"op": self.op, **self.params.model_dump(mode="json", exclude_defaults=True)}
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceUse:
+    """One step parameter of a recipe that names a server resource (see ``core.resource``).
+
+    ``explicit`` is False when the recipe left the parameter out and the
+    operator's default names the resource (``semantic_dedup``'s ``minilm-l6``):
+    the platform must allow or resolve that default too.
+    """
+
+    step: int
+    op: str
+    param: str
+    kind: ResourceKind
+    value: Any
+    explicit: bool
+
+
 @dataclass
 class Recipe:
     """A validated pipeline, ready for ``run_pipeline``."""
@@ -97,6 +131,55 @@ class Recipe:
             out["read"] = read
         out["steps"] = [s.to_dict() for s in self.steps]
         return out
+
+    def to_yaml(self) -> str:
+        """The canonical form as YAML text, which ``parse_recipe_text`` reads back."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def resources(self) -> list[ResourceUse]:
+        """Every resource parameter the steps set, explicitly or through a non-None default."""
+        out = []
+        for step in self.steps:
+            explicit = step.params.model_fields_set
+            for name, kind in resource_params(type(step.params)).items():
+                value = getattr(step.params, name)
+                if value is not None:
+                    out.append(
+                        ResourceUse(step.index, step.op, name, kind, value, name in explicit)
+                    )
+        return out
+
+    def with_params(self, overrides: dict[int, dict[str, Any]]) -> Recipe:
+        """A new, validated recipe with some steps' parameters replaced (``{step: {name: value}}``).
+
+        The platform calls it just before a run, to put server paths where a
+        tenant named file ids and to set what its policy decides. The other
+        parameters keep what the recipe set; every problem is reported at once.
+        """
+        by_index = {s.index: s for s in self.steps}
+        problems = [
+            f"steps[{i}]: no such step (the recipe has {len(self.steps)})"
+            for i in overrides
+            if i not in by_index
+        ]
+        steps = []
+        for step in self.steps:
+            if step.index not in overrides:
+                steps.append(step)
+                continue
+            params = {**step.params.model_dump(exclude_unset=True), **overrides[step.index]}
+            found = _param_problems(step.index, step.op, step.cls, params)
+            problems += found
+            if not found:
+                steps.append(
+                    Step(step.index, step.op, step.cls, step.cls.Params.model_validate(params))
+                )
+        if problems:
+            raise RecipeError(
+                f"Recipe {self.name!r}: the parameter overrides have {len(problems)} problem(s):",
+                problems=problems,
+            )
+        return Recipe(self.name, steps, self.description, self.task, self.read.model_copy())
 
 
 _IMPORT_ERRORS: dict[str, str] = {}
@@ -189,8 +272,99 @@ def validate_recipe(data: Any) -> Recipe:
     return Recipe(head.name, steps, head.description, head.task, head.read)
 
 
+MAX_DEPTH = 32  # nesting of a recipe's YAML; shipped recipes use 4, a tenant's deep one is refused
+# The tags plain YAML resolves to on its own; `!!python/...`, `!!binary`, `!!set`, `!custom` are not.
+_PLAIN = "recipes sent to the server may not: write each value out in plain YAML"
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
+)
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting cap and, when ``strict``, no anchors or odd tags."""
+
+    strict = False
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def _refuse(self, what: str, fix: str, event: yaml.Event) -> None:
+        mark = event.start_mark
+        raise RecipeError(
+            f"The recipe uses {what} at line {mark.line + 1}, column {mark.column + 1}; {fix}.",
+            problems=[],
+        )
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if self.strict:
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                self._refuse("a YAML anchor or alias (&name, *name)", _PLAIN, event)
+            tag = getattr(event, "tag", None)
+            if tag not in (None, "!") and tag not in _PLAIN_TAGS:
+                self._refuse(f"the YAML tag {tag!r}", _PLAIN, event)
+        if isinstance(event, yaml.CollectionStartEvent):
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                self._refuse(
+                    f"nesting deeper than {MAX_DEPTH} levels",
+                    "a recipe needs a few: flatten it",
+                    event,
+                )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if isinstance(event, yaml.CollectionStartEvent):
+                self._depth -= 1
+
+
+class _StrictRecipeLoader(_RecipeLoader):
+    strict = True
+
+
+def _load_yaml(text: str, *, strict: bool) -> Any:
+    loader = (_StrictRecipeLoader if strict else _RecipeLoader)(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        # The message quotes the recipe's own text around the error, nothing else.
+        raise RecipeError(f"The recipe is not valid YAML: {exc}", problems=[]) from exc
+    finally:
+        loader.dispose()
+
+
+def parse_recipe_text(
+    text: str, *, max_bytes: int | None = None, allow_aliases: bool = True
+) -> Recipe:
+    """Validate a recipe given as YAML (or JSON) text; never reads a file, whatever the text says.
+
+    For text from a tenant: ``max_bytes`` refuses longer text before parsing,
+    and ``allow_aliases=False`` refuses YAML anchors, aliases and explicit
+    tags. Every problem is reported at once, as by ``load_recipe``.
+    """
+    if not isinstance(text, str):
+        raise RecipeError(
+            f"A recipe is YAML text, not {type(text).__name__}.", problems=[], param="recipe"
+        )
+    # Each character is at least one byte: a long text is refused without encoding it.
+    if max_bytes is not None and (len(text) > max_bytes or len(text.encode()) > max_bytes):
+        raise RecipeError(
+            f"The recipe is over {max_bytes} bytes; a recipe lists steps and their parameters, "
+            "so shorten it (send word lists and evaluation sets as files).",
+            problems=[],
+            param="recipe",
+        )
+    return validate_recipe(_load_yaml(text, strict=not allow_aliases))
+
+
 def load_recipe(source: str | Path) -> Recipe:
-    """Load a recipe from a YAML file path or from YAML text, reporting every problem at once."""
+    """Load a recipe from a YAML file path or from YAML text, reporting every problem at once.
+
+    A one-line string ending in ``.yaml``/``.yml`` is taken as a path: this is
+    the operator's and the CLI's door. Text from a tenant goes through
+    ``parse_recipe_text``, which never opens a file.
+    """
     text = source
     if isinstance(source, Path) or (
         "\n" not in source and source.strip().endswith((".yaml", ".yml"))
@@ -199,11 +373,7 @@ def load_recipe(source: str | Path) -> Recipe:
         if not path.is_file():
             raise RecipeError(f"No recipe file at {path}.", problems=[], param="recipe")
         text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"The recipe is not valid YAML: {exc}", problems=[]) from exc
-    return validate_recipe(data)
+    return validate_recipe(_load_yaml(str(text), strict=False))
 
 
 def op_catalog() -> list[dict[str, Any]]:
@@ -214,6 +384,7 @@ def op_catalog() -> list[dict[str, Any]]:
         cls = registry.lookup(OP_KIND, name)
         kind = next((k.__name__ for k in (Mapper, Filter, GlobalStep) if issubclass(cls, k)), "?")
         params = []
+        resources = resource_params(cls.Params)
         for pname, f in cls.Params.model_fields.items():
             default = None if f.is_required() else f.get_default(call_default_factory=True)
             params.append(
@@ -223,6 +394,7 @@ def op_catalog() -> list[dict[str, Any]]:
                     "required": f.is_required(),
                     "default": default,
                     "description": f.description or "",
+                    "resource": resources.get(pname),
                 }
             )
         doc = (cls.__doc__ or "").strip().splitlines()

@@ -24,9 +24,9 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from tailorml.data.core import Document, Filter, Mapper, Verdict
+from tailorml.data.core import PARAMS_CONFIG, Document, Filter, Mapper, Verdict, resource
 from tailorml.data.ops.filters import load_hf_tokenizer
 from tailorml.errors import InvalidRequestError
 from tailorml.registry import register
@@ -60,7 +60,7 @@ def sharegpt_to_messages(conversations: list[dict[str, Any]]) -> list[dict[str, 
 
 
 class ChatFormatParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     source: Literal["sharegpt"] = Field("sharegpt", description="The input chat layout.")
 
@@ -90,7 +90,7 @@ class ChatFormatMapper(Mapper):
 
 
 class ChatRolesParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     allow_tools: bool = Field(True, description="Allow tool results after an assistant turn.")
     require_system: bool = Field(False, description="Drop conversations without a system turn.")
@@ -140,10 +140,10 @@ class ChatRolesFilter(Filter):
 
 
 class ChatLengthParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
-    tokenizer: str = Field(
-        description="Tokenizer folder or catalog model name (smollm2-135m-instruct)."
+    tokenizer: str = resource(
+        "model", description="Tokenizer folder or catalog model name (smollm2-135m-instruct)."
     )
     max_tokens: int = Field(2048, ge=16, description="The model's context, in tokens.")
 

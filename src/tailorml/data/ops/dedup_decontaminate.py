@@ -24,9 +24,18 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from tailorml.data.core import TEXT_FIELDS, Document, GlobalStep, Verdict, iter_texts
+from tailorml.data.core import (
+    PARAMS_CONFIG,
+    TEXT_FIELDS,
+    Document,
+    GlobalStep,
+    Verdict,
+    iter_texts,
+    resource,
+    shown_name,
+)
 from tailorml.data.ops.dedup_minhash import estimated_jaccard, lsh_bands, optimal_bands
 from tailorml.data.ops.dedup_signatures import (
     MinHashParams,
@@ -39,9 +48,9 @@ from tailorml.registry import register
 
 
 class DecontaminateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
-    path: str
+    path: str = resource("file")
     """The evaluation file whose records must not appear in training data."""
     fields: list[str] | None = None
     """Columns or keys of the evaluation file to read; by default its free-text fields."""
@@ -55,13 +64,17 @@ class DecontaminateParams(BaseModel):
     num_perm: int = Field(default=112, ge=16, le=1024)
     shingle: int = Field(default=5, ge=1)
     """Words per shingle for the ``minhash`` method."""
-    batch_size: int = Field(default=1024, ge=1)
+    batch_size: int = Field(default=1024, ge=1, le=65536)
 
 
 def read_eval_texts(path: Path, fields: list[str] | None = None) -> list[str]:
     """The text of each record of an evaluation file (see the module docstring for formats)."""
     if not path.is_file():
-        raise InvalidRequestError(f"Evaluation file {path} does not exist.", param="path")
+        raise InvalidRequestError(
+            f"Evaluation file {shown_name(path)!r} does not exist; give an existing "
+            "JSONL, JSON, CSV, TSV or text file.",
+            param="path",
+        )
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         with path.open(encoding="utf-8", newline="") as f:
@@ -85,7 +98,10 @@ def read_eval_texts(path: Path, fields: list[str] | None = None) -> list[str]:
             else:
                 records = [json.loads(line) for line in raw.splitlines() if line.strip()]
         except json.JSONDecodeError as e:
-            raise FileFormatError(f"Evaluation file {path} is not valid JSON: {e}.") from e
+            raise FileFormatError(
+                f"Evaluation file {shown_name(path)!r} is not valid JSON ({e.msg}, line "
+                f"{e.lineno}); fix it or give it as JSONL, CSV or text."
+            ) from e
         if isinstance(records, dict):
             records = [records]
         texts = []

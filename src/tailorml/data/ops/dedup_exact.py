@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from tailorml.data.core import Document, GlobalStep, Verdict
+from tailorml.data.core import PARAMS_CONFIG, Document, GlobalStep, Verdict
 from tailorml.data.ops.normalize import canonical_text
 from tailorml.registry import register
 
 
 class ExactDedupParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     casefold: bool = True
     """Ignore letter case."""

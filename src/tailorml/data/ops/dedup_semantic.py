@@ -19,24 +19,24 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from tailorml.data.core import Document, GlobalStep, Verdict
+from tailorml.data.core import PARAMS_CONFIG, Document, GlobalStep, Verdict, resource, shown_name
 from tailorml.errors import ModelUnavailableError
 from tailorml.registry import register
 
 
 class SemanticDedupParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
-    model: str = "minilm-l6"
+    model: str = resource("model", "minilm-l6")
     """A sentence-encoder folder, or a catalog name (``minilm-l6``)."""
     threshold: float = Field(default=0.95, gt=0.0, le=1.0)
     """Cosine similarity at and above which two records are duplicates."""
-    batch_size: int = Field(default=64, ge=1)
-    max_length: int = Field(default=256, ge=8)
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    max_length: int = Field(default=256, ge=8, le=8192)
     """Tokens read per record; the rest is ignored."""
-    block_size: int = Field(default=1024, ge=1)
+    block_size: int = Field(default=1024, ge=1, le=65536)
     """Records compared against the kept ones per matrix product."""
 
 
@@ -54,7 +54,7 @@ def resolve_encoder(name_or_path: str) -> Path:
         return package_dir(package) / rest
     known = ", ".join(s.name for s in catalog() if s.architecture == "encoder")
     raise ModelUnavailableError(
-        f"No encoder {name_or_path!r}: give a model folder or a catalog encoder ({known}).",
+        f"No encoder {shown_name(name_or_path)!r}: give a model folder or a catalog encoder ({known}).",
         param="model",
     )
 

@@ -27,8 +27,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import regex
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from tailorml.data.core import PARAMS_CONFIG
 from tailorml.data.ops.normalize import is_cjk
 
 _ASCII_WORD_RE = re.compile(r"[a-z0-9]+")
@@ -42,7 +43,7 @@ _CHUNK_ELEMENTS = 1 << 21  # permutations x shingles per numpy block (8 MiB of u
 
 
 class MinHashParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     num_perm: int = Field(default=112, ge=16, le=1024)
     """Hash functions per signature; more is more exact and slower."""
@@ -56,7 +57,7 @@ class MinHashParams(BaseModel):
     """LSH bands (at most ``num_perm``); by default chosen for recall just below ``threshold``."""
     seed: int = 1
     """Seed of the permutations (signatures are only comparable under the same seed)."""
-    batch_size: int = Field(default=2048, ge=1)
+    batch_size: int = Field(default=2048, ge=1, le=65536)
     """Documents hashed together in one numpy pass."""
 
     @model_validator(mode="after")

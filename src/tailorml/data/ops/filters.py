@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import regex
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from tailorml.data.core import Document, Filter, Verdict
+from tailorml.data.core import PARAMS_CONFIG, Document, Filter, Verdict, resource, shown_name
 from tailorml.data.ops.normalize import count_words, is_cjk
 from tailorml.errors import InvalidRequestError, ModelUnavailableError
 from tailorml.registry import register
@@ -44,7 +44,7 @@ def _tokenizer_location(name_or_path: str) -> tuple[Path, str | None]:
         return (path, None) if spec.source == "folder" else (path.parent, path.name)
     known = ", ".join(s.name for s in catalog())
     raise ModelUnavailableError(
-        f"No tokenizer {name_or_path!r}: give a tokenizer folder or a catalog model ({known}).",
+        f"No tokenizer {shown_name(name_or_path)!r}: give a tokenizer folder or a catalog model ({known}).",
         param="tokenizer",
     )
 
@@ -71,7 +71,7 @@ def load_tokenizer(name_or_path: str) -> Callable[[str], int]:
 
 
 class LengthParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     unit: Literal["chars", "words", "tokens"] = "chars"
     """What to count; ``words`` counts each Chinese/Japanese character as a word."""
@@ -79,7 +79,7 @@ class LengthParams(BaseModel):
     """Drop records shorter than this."""
     max: int | None = None
     """Drop records longer than this (no upper bound when unset)."""
-    tokenizer: str | None = None
+    tokenizer: str | None = resource("model", None)
     """For ``unit: tokens``: a tokenizer folder or a catalog model name (``minilm-l6``,
     ``smollm2-135m-instruct``)."""
 
@@ -122,14 +122,14 @@ class LengthFilter(Filter):
 
 
 class BlocklistParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     words: list[str] = []
     """Words or phrases to block."""
-    path: str | None = None
+    path: str | None = resource("file", None)
     """A UTF-8 file with one more word or phrase per line (``#`` starts a comment)."""
     case_sensitive: bool = False
-    min_matches: int = 1
+    min_matches: int = Field(1, ge=1)
     """Drop a record once it holds this many blocked occurrences."""
 
 
@@ -151,7 +151,11 @@ class BlocklistFilter(Filter):
         if self.params.path:
             path = Path(self.params.path)
             if not path.is_file():
-                raise InvalidRequestError(f"Blocklist file {path} does not exist.", param="path")
+                raise InvalidRequestError(
+                    f"Blocklist file {shown_name(path)!r} does not exist; give an existing "
+                    "UTF-8 file with one term per line.",
+                    param="path",
+                )
             for line in path.read_text(encoding="utf-8").splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):

@@ -10,12 +10,12 @@ trade-off of ``favor_precision`` / ``favor_recall`` on their own pages.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import regex
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, model_validator
 
-from tailorml.data.core import Document, Mapper
+from tailorml.data.core import PARAMS_CONFIG, Document, Mapper
 from tailorml.registry import register
 
 _TOKEN_RE = regex.compile(r"\w+")
@@ -41,7 +41,7 @@ def extraction_scores(pred: str, gold: str) -> tuple[float, float, float]:
 
 
 class HtmlToTextParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     field: str = "text"
     """The record field holding the raw HTML."""
@@ -56,7 +56,7 @@ class HtmlToTextParams(BaseModel):
     """Keep the page's reader comments below the article."""
     include_links: bool = False
     """Keep link targets (Markdown style)."""
-    output_format: str = "txt"
+    output_format: Literal["txt", "markdown", "html"] = "txt"
     """trafilatura's output: ``txt``, ``markdown`` (keeps headings and lists) or ``html``."""
     fast: bool = False
     """Skip the fallback extractors (readability, jusText): about twice as fast, lower recall."""
@@ -67,8 +67,6 @@ class HtmlToTextParams(BaseModel):
     def _one_bias(self) -> HtmlToTextParams:
         if self.favor_precision and self.favor_recall:
             raise ValueError("set favor_precision or favor_recall, not both")
-        if self.output_format not in ("txt", "markdown", "html"):
-            raise ValueError("output_format must be one of txt, markdown, html")
         return self
 
 

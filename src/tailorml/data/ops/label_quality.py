@@ -21,22 +21,28 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from tailorml.data.core import Document, GlobalStep, Verdict
+from tailorml.data.core import PARAMS_CONFIG, Document, GlobalStep, Verdict, resource
 from tailorml.registry import register
 
 
 class LabelQualityParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     action: Literal["flag", "drop"] = Field("flag", description="Flag suspects, or drop them.")
     text_field: str = Field("text", description="The field holding the text.")
     label_field: str = Field("label", description="The field holding the label.")
-    encoder: str | None = Field(None, description="Encoder folder; default: all-MiniLM-L6-v2.")
-    folds: int = Field(5, ge=2, description="Cross-validation folds for out-of-fold probabilities.")
-    batch_size: int = Field(64, ge=1, description="Texts per encoder batch.")
-    max_length: int = Field(128, ge=8, description="Encoder tokens per text (the rest is cut).")
+    encoder: str | None = resource(
+        "model", None, description="Encoder folder; default: all-MiniLM-L6-v2."
+    )
+    folds: int = Field(
+        5, ge=2, le=50, description="Cross-validation folds for out-of-fold probabilities."
+    )
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts per encoder batch.")
+    max_length: int = Field(
+        128, ge=8, le=8192, description="Encoder tokens per text (the rest is cut)."
+    )
     seed: int = Field(0, description="Seed of the fold split.")
     # "both" (cleanlab's two rules must agree) caught as many flipped AG News labels as the
     # default rule (13 of 16) with fewer false alarms (14 vs 18 of 224 clean records).

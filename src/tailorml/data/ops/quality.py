@@ -21,9 +21,9 @@ from collections import defaultdict
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from tailorml.data.core import Document, Filter, Verdict
+from tailorml.data.core import PARAMS_CONFIG, Document, Filter, Verdict
 from tailorml.data.ops.normalize import count_words, is_cjk
 from tailorml.registry import register
 
@@ -40,7 +40,7 @@ _NGRAM_MULTIPLIERS = np.random.default_rng(0x60_9E).integers(1, 2**63, 16, dtype
 
 
 class QualityParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
     min_words: int | None = 50
     max_words: int | None = 100_000
