@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +106,26 @@ def test_missing_path_and_non_model_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelUnavailableError, match="config.json"):
         materialize(str(tmp_path / "empty"), tmp_path)
+
+
+def test_no_disk_probe_when_paths_are_not_allowed(tmp_path, monkeypatch):
+    # A relative name that happens to exist on this machine must answer exactly like one
+    # that does not, or the error tells the caller which server paths exist.
+    (tmp_path / "etc" / "secret").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    answers = []
+    for name in ("etc/secret", "etc/nothing"):
+        with pytest.raises(ModelUnavailableError) as info:
+            materialize(name, tmp_path, allow_paths=False, allow_hub=False)
+        answers.append(info.value.message)
+    assert answers[0] == answers[1] and "hub ids are not allowed" in answers[0]
+
+
+def test_missing_path_error_shows_the_name_given(tmp_path):
+    with pytest.raises(ModelUnavailableError) as info:
+        materialize("~/no-such-model-folder", tmp_path)
+    assert "'~/no-such-model-folder'" in info.value.message
+    assert str(Path.home()) not in info.value.message
 
 
 def test_hub_ids_refused_when_not_allowed(tmp_path):

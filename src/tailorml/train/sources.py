@@ -194,9 +194,11 @@ def _classify_reference(name_or_path: str, allow_paths: bool, allow_hub: bool) -
     """(source, locator) for a name that is not in the catalog."""
     path = Path(name_or_path).expanduser()
     looks_like_path = (
-        path.exists()
-        or name_or_path.startswith((".", "/", "~"))
-        or (name_or_path.endswith(".gguf"))
+        name_or_path.startswith((".", "/", "~"))
+        or name_or_path.endswith(".gguf")
+        # Only look at the disk when paths are allowed: otherwise the answer would tell the
+        # caller which paths exist on this machine.
+        or (allow_paths and path.exists())
     )
     if looks_like_path:
         if not allow_paths:
@@ -205,7 +207,8 @@ def _classify_reference(name_or_path: str, allow_paths: bool, allow_hub: bool) -
                 param="model",
             )
         if not path.exists():
-            raise ModelUnavailableError(f"No model at {path}; check the path.")
+            # The name as given: the expanded path would show this machine's home folder.
+            raise ModelUnavailableError(f"No model at {name_or_path!r}; check the path.")
         return ("gguf" if path.is_file() else "folder"), str(path)
     if _HUB_ID.match(name_or_path):
         if not allow_hub:
