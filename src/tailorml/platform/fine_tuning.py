@@ -15,26 +15,91 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tailorml.errors import ConflictError, InvalidRequestError
-from tailorml.platform.db.models import Checkpoint, Job, JobEvent, Tenant, new_id, now
+from tailorml.errors import InvalidRequestError, ModelUnavailableError
+from tailorml.platform.db.models import Checkpoint, File, Job, JobEvent, Model, Tenant, new_id
 from tailorml.platform.files import get_file
-from tailorml.platform.jobs.queue import ACTIVE, add_event
-from tailorml.platform.scoping import get_owned, owned
+from tailorml.platform.jobs.queue import add_event, check_capacity, request_cancel
+from tailorml.platform.scoping import get_owned_job, owned
 from tailorml.platform.settings import Settings
+from tailorml.platform.storage import LocalStorage
+from tailorml.records import iter_jsonl, parse_record
 
 SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# OpenAI's minimum: fewer examples cannot both train a model and hold a tenth back to judge it.
+MIN_TRAINING_RECORDS = 10
+MIN_CLASSES = 2
+
+
+def _check_length(value: str, column: Any, *, param: str, what: str) -> None:
+    """Refuse a value longer than the column it will be stored in (400, not a database error)."""
+    limit = column.type.length
+    if len(value) > limit:
+        raise InvalidRequestError(
+            f"{what} would be {len(value)} characters; the limit is {limit}. Use a shorter {param}.",
+            param=param,
+        )
+
+
+def _looks_like_path(model: str, settings: Settings) -> bool:
+    """The library's rule (``train.sources``), without touching the disk unless paths are on."""
+    if model.startswith((".", "/", "~")) or model.endswith(".gguf"):
+        return True
+    # Probing the disk when paths are off would tell a tenant which server paths exist.
+    return settings.allow_model_paths and Path(model).expanduser().exists()
+
+
+def _path_base(model: str) -> tuple[str, tuple[str, ...] | None]:
+    """Name and tasks of a local model the operator lets tenants name (TAILOR_ALLOW_MODEL_PATHS)."""
+    from tailorml.train.catalog import TASKS_BY_ARCHITECTURE
+    from tailorml.train.sources import detect_architecture, read_config, safe_name
+
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return safe_name(path.stem), None  # its architecture is known once converted
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        # The tenant's own string, never the expanded path: ``~`` would show the server's home.
+        raise InvalidRequestError(
+            f"No model folder (with config.json) or .gguf file at {model!r}; check the path.",
+            param="model",
+            code="model_not_available",
+        )
+    try:
+        config = read_config(path)
+    except (OSError, ValueError) as exc:
+        raise InvalidRequestError(
+            f"The config.json of {model!r} cannot be read ({type(exc).__name__}); fix the model "
+            "folder or pick a catalog model from GET /v1/models.",
+            param="model",
+            code="model_not_available",
+        ) from exc
+    try:
+        architecture = detect_architecture(config)
+    except ModelUnavailableError as exc:
+        raise InvalidRequestError(exc.message, param="model", code=exc.code) from exc
+    return safe_name(path.name), TASKS_BY_ARCHITECTURE[architecture]
 
 
 def _base_name(model: str, settings: Settings) -> tuple[str, tuple[str, ...] | None]:
-    """The short base name for the model id, and the tasks it supports when known."""
-    from tailorml.train.catalog import find_base
+    """The short base name for the model id, and the tasks it supports when known.
 
+    Decided here, when the job is created, with the same rules the worker's
+    ``materialize`` applies later: a catalog name; a local path only when
+    TAILOR_ALLOW_MODEL_PATHS is on; a hub id only when TAILOR_ALLOW_HUB_MODELS is.
+    """
+    from tailorml.train.catalog import find_base
+    from tailorml.train.sources import safe_name
+
+    if not model.isprintable():
+        raise InvalidRequestError(
+            "model holds control characters; name a catalog model from GET /v1/models.",
+            param="model",
+            code="model_not_available",
+        )
     spec = find_base(model)
     if spec is not None:
         return spec.name, spec.tasks
-    looks_like_path = model.startswith(("/", "./", "../", "~")) or model.endswith(".gguf")
-    if looks_like_path:
+    if _looks_like_path(model, settings):
         if not settings.allow_model_paths:
             raise InvalidRequestError(
                 "Local model paths are disabled on this server; use a catalog model "
@@ -42,10 +107,16 @@ def _base_name(model: str, settings: Settings) -> tuple[str, tuple[str, ...] | N
                 param="model",
                 code="model_not_available",
             )
-        name = re.sub(r"\.gguf$", "", model.rstrip("/").rsplit("/", 1)[-1])
-        return re.sub(r"[^A-Za-z0-9._-]", "-", name).lower(), None
-    if HUB_ID.match(model) and settings.allow_hub_models:
-        return model.rsplit("/", 1)[-1].lower(), None
+        return _path_base(model)
+    if HUB_ID.match(model):
+        if not settings.allow_hub_models:
+            raise InvalidRequestError(
+                f"Model-hub ids such as {model!r} are disabled on this server; use a catalog "
+                "model (GET /v1/models) or ask the operator to set TAILOR_ALLOW_HUB_MODELS=1.",
+                param="model",
+                code="model_not_available",
+            )
+        return safe_name(model.rsplit("/", 1)[-1]), None
     raise InvalidRequestError(
         f"Model {model!r} is not available for fine-tuning; list the base models with GET /v1/models.",
         param="model",
@@ -53,9 +124,62 @@ def _base_name(model: str, settings: Settings) -> tuple[str, tuple[str, ...] | N
     )
 
 
+def _fine_tune_file(session: Session, *, tenant_id: str, file_id: str, param: str) -> File:
+    """A tenant's file that passed fine-tune validation on upload."""
+    row = get_file(session, tenant_id=tenant_id, file_id=file_id, param=param)
+    if row.purpose != "fine-tune" or row.status != "processed" or row.task is None:
+        raise InvalidRequestError(
+            f"File {row.id} was not uploaded with purpose=fine-tune; upload it again with that purpose.",
+            param=param,
+        )
+    return row
+
+
+def _first_labels(path: Path, enough: int) -> list[str]:
+    """Up to ``enough`` distinct labels of a validated classification file, read until found."""
+    found: list[str] = []
+    for _, value in iter_jsonl(path):
+        # Validated on upload, so every line parses; a healthy file stops after a few lines.
+        label = parse_record(value, "classification").label  # type: ignore[union-attr]
+        if label not in found:
+            found.append(label)
+            if len(found) >= enough:
+                break
+    return found
+
+
+def _check_trainable(train_file: File, task: str, storage: LocalStorage) -> None:
+    """Refuse data too small to train on (and to hold out validation records from) now, not
+    as a failed job later; the message names the minimum."""
+    n = train_file.n_records or 0
+    if n < MIN_TRAINING_RECORDS:
+        raise InvalidRequestError(
+            f"{train_file.filename} holds {n} record(s); fine-tuning needs at least "
+            f"{MIN_TRAINING_RECORDS} (a tenth of them is held out for validation unless you give "
+            "a validation_file). Add records and upload the file again.",
+            param="training_file",
+            code="too_few_records",
+        )
+    if task == "classification":
+        labels = _first_labels(storage.path(train_file.storage_key), MIN_CLASSES)
+        if len(labels) < MIN_CLASSES:
+            raise InvalidRequestError(
+                f"{train_file.filename} has a single label ({labels[0]!r}); a classifier needs "
+                f"at least {MIN_CLASSES} classes. Add examples of the other classes.",
+                param="training_file",
+                code="too_few_classes",
+            )
+
+
 def create_job(
-    session: Session, *, tenant_id: str, settings: Settings, body: dict[str, Any]
+    session: Session,
+    *,
+    tenant_id: str,
+    settings: Settings,
+    storage: LocalStorage,
+    body: dict[str, Any],
 ) -> Job:
+    """Validate a fine-tuning request completely, then queue the job (or refuse: 400, 404, 429)."""
     model = body["model"]
     base, tasks = _base_name(model, settings)
     if body["training_file"].startswith("ds-"):
@@ -67,16 +191,11 @@ def create_job(
                 session, tenant_id=tenant_id, dataset_id=body["training_file"]
             ),
         }
-    train_file = get_file(
+    train_file = _fine_tune_file(
         session, tenant_id=tenant_id, file_id=body["training_file"], param="training_file"
     )
-    if train_file.purpose != "fine-tune" or train_file.status != "processed":
-        raise InvalidRequestError(
-            f"File {train_file.id} was not uploaded with purpose=fine-tune; upload it again with that purpose.",
-            param="training_file",
-        )
     task = train_file.task
-    assert task is not None
+    assert task is not None  # _fine_tune_file refuses files without one
     if tasks is not None and task not in tasks:
         raise InvalidRequestError(
             f"{train_file.filename} holds {task} data, which {base} cannot learn (it supports "
@@ -86,7 +205,7 @@ def create_job(
         )
     valid_key = None
     if body.get("validation_file"):
-        vf = get_file(
+        vf = _fine_tune_file(
             session, tenant_id=tenant_id, file_id=body["validation_file"], param="validation_file"
         )
         if vf.task != task:
@@ -109,6 +228,7 @@ def create_job(
         raise InvalidRequestError(
             exc.message, param="training_file", code="unsupported_task"
         ) from exc
+    _check_trainable(train_file, task, storage)
     from tailorml.train.hyperparams import resolve_hyperparameters
 
     hp = body.get("hyperparameters") or {}
@@ -121,6 +241,13 @@ def create_job(
     tenant = session.get(Tenant, tenant_id)
     assert tenant is not None
     job_id = new_id("ftjob-")
+    fine_tuned_model = f"ft:{base}:{tenant.name}:{suffix or ''}:{job_id.removeprefix('ftjob-')[:8]}"
+    _check_length(base, Model.__table__.c.base, param="model", what="The base model's name")
+    _check_length(
+        fine_tuned_model, Model.__table__.c.id, param="suffix", what="The fine-tuned model's id"
+    )
+    # Last, and inside this transaction: the tenant stays locked until the job is added.
+    check_capacity(session, tenant_id=tenant_id, limit=settings.max_active_jobs_per_tenant)
     spec = {
         "model": model,
         "base": base,
@@ -134,7 +261,7 @@ def create_job(
         "suffix": suffix,
         "seed": body.get("seed") if body.get("seed") is not None else 42,
         "metadata": body.get("metadata"),
-        "fine_tuned_model": f"ft:{base}:{tenant.name}:{suffix or ''}:{job_id.removeprefix('ftjob-')[:8]}",
+        "fine_tuned_model": fine_tuned_model,
     }
     job = Job(
         id=job_id, kind="fine_tune", tenant_id=tenant_id, status="validating_files", spec=spec
@@ -152,11 +279,12 @@ def create_job(
 
 
 def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
-    return get_owned(
+    """A tenant's fine-tuning job; a dataset's id (or another tenant's job) is not found."""
+    return get_owned_job(
         session,
-        Job,
         job_id,
         tenant_id=tenant_id,
+        kind="fine_tune",
         what="fine-tuning job",
         param="fine_tuning_job_id",
     )
@@ -179,19 +307,8 @@ def list_jobs(
 
 
 def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
-    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
-    if job.status not in ACTIVE:
-        raise ConflictError(
-            f"Job {job_id} has already {job.status}; only active jobs can be cancelled."
-        )
-    job.cancel_requested = True
-    if job.status != "running":
-        job.status = "cancelled"
-        job.finished_at = now()
-        add_event(session, job_id, "Job cancelled before it started.")
-    else:
-        add_event(session, job_id, "Cancellation requested; stopping the training.")
-    return job
+    """Cancel a queued job at once, or ask a running one to stop (409 once it has ended)."""
+    return request_cancel(session, get_job(session, tenant_id=tenant_id, job_id=job_id))
 
 
 def list_events(

@@ -29,12 +29,36 @@ def get_owned(
 ) -> Owned:
     obj = session.get(model, object_id)
     if obj is None or obj.tenant_id != tenant_id:
-        raise NotFoundError(
-            f"No such {what}: {object_id!r}.",
-            param=param,
-            code=f"{what.replace(' ', '_').replace('-', '_')}_not_found",
-        )
+        raise _not_found(object_id, what, param)
     return obj
+
+
+def get_owned_job(
+    session: Session,
+    job_id: str,
+    *,
+    tenant_id: str,
+    kind: str,
+    what: str,
+    param: str | None = None,
+) -> Job:
+    """The tenant's job of one ``kind``; a job of another kind answers like a missing one.
+
+    Jobs of every kind share one table and one id space, so a route for
+    fine-tuning jobs must not serve (or fail on) a dataset's row.
+    """
+    job = session.get(Job, job_id)
+    if job is None or job.tenant_id != tenant_id or job.kind != kind:
+        raise _not_found(job_id, what, param)
+    return job
+
+
+def _not_found(object_id: str, what: str, param: str | None) -> NotFoundError:
+    return NotFoundError(
+        f"No such {what}: {object_id!r}.",
+        param=param,
+        code=f"{what.replace(' ', '_').replace('-', '_')}_not_found",
+    )
 
 
 def owned(model: type[Owned], *, tenant_id: str) -> Select[Owned]:

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 Auto = Literal["auto"]
+
+# Bounds on what a fine-tuning job stores: the model reference fits the
+# 255-character model columns, ids are 40 characters (a little slack for a
+# clear "no such file" rather than a length error), and metadata follows
+# OpenAI's limits (16 pairs, 64-character keys, 512-character values).
+MAX_MODEL_CHARS = 255
+MAX_ID_CHARS = 64
+MAX_SUFFIX_CHARS = 64
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
 
 
 class _Body(BaseModel):
@@ -32,7 +43,16 @@ class LoraOptions(BaseModel):
     lora_r: int = Field(8, ge=1, le=256)
     lora_alpha: int = Field(16, ge=1, le=1024)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    lora_target_modules: list[str] | None = None
+    lora_target_modules: list[StrictStr] | None = Field(
+        None, max_length=64, description="Module names to adapt (default: the model's usual ones)."
+    )
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _short_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not 1 <= len(name) <= 128 for name in value):
+            raise ValueError("each module name must have 1-128 characters")
+        return value
 
 
 class TrainingOptions(BaseModel):
@@ -57,14 +77,26 @@ class Method(BaseModel):
 
 
 class FineTuningJobCreate(_Body):
-    model: StrictStr
-    training_file: StrictStr
-    validation_file: StrictStr | None = None
+    model: StrictStr = Field(min_length=1, max_length=MAX_MODEL_CHARS)
+    training_file: StrictStr = Field(min_length=1, max_length=MAX_ID_CHARS)
+    validation_file: StrictStr | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
-    suffix: StrictStr | None = None
+    suffix: StrictStr | None = Field(None, max_length=MAX_SUFFIX_CHARS)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    metadata: dict[str, str] | None = None
+    metadata: dict[StrictStr, StrictStr] | None = Field(None, max_length=MAX_METADATA_PAIRS)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_sizes(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key, item in (value or {}).items():
+            if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+                raise ValueError(f"keys must have 1-{MAX_METADATA_KEY_CHARS} characters")
+            if len(item) > MAX_METADATA_VALUE_CHARS:
+                raise ValueError(
+                    f"the value of {key!r} is over {MAX_METADATA_VALUE_CHARS} characters"
+                )
+        return value
 
 
 class ChatMessage(BaseModel):

@@ -69,7 +69,9 @@ def check_capacity(session: Session, *, tenant_id: str, limit: int) -> None:
     transaction already starts with ``BEGIN IMMEDIATE``, which serializes
     them the same way.
     """
-    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+    # NO KEY UPDATE: serializes job creation for the tenant without blocking inserts that
+    # merely reference the tenant row (file uploads take KEY SHARE for their foreign key).
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
     active = session.scalar(
         select(func.count())
         .select_from(Job)

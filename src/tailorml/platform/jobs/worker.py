@@ -28,6 +28,15 @@ from tailorml.platform.storage import LocalStorage
 
 log = logging.getLogger("tailorml.worker")
 
+# What a job's error may hold: a message this long says what went wrong, and
+# a library error quoting a whole record or file must not bloat every read.
+MAX_ERROR_CHARS = 2000
+
+
+def default_worker_id() -> str:
+    """``host-pid-random``, cut to fit ``jobs.lease_owner`` (64 characters) on long host names."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
 
 def _load_job_kinds() -> None:
     # Registration happens on import; job kinds live beside this module.
@@ -37,7 +46,7 @@ def _load_job_kinds() -> None:
 class Worker:
     def __init__(self, settings: Settings, *, worker_id: str | None = None):
         self.settings = settings
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = (worker_id or default_worker_id())[:64]
         self.engine = make_engine(settings.resolved_database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.storage = LocalStorage(settings.data_dir)
@@ -67,6 +76,23 @@ class Worker:
             self.execute(claimed)
             done += 1
         return done
+
+    def public_message(self, message: str) -> str:
+        """A message fit for the tenant: server folders replaced by names, length capped.
+
+        Library errors may quote a file under the data folder (a checkpoint,
+        the model cache); the tenant knows its objects by id, never by path.
+        """
+        for root in sorted(
+            {str(self.settings.data_dir.resolve()), str(self.settings.data_dir)},
+            key=len,
+            reverse=True,
+        ):
+            if root not in (".", ""):
+                message = message.replace(root + os.sep, "").replace(root, "<data>")
+        if len(message) > MAX_ERROR_CHARS:
+            message = message[: MAX_ERROR_CHARS - 1] + "…"
+        return message
 
     def execute(self, claimed: queue.Claim) -> None:
         ctx = JobContext(
@@ -111,15 +137,17 @@ class Worker:
                 # Stopping, not cancelled: hand the job back so another worker resumes it now.
                 queue.release(self.sessions, job_id=claimed.job_id, worker_id=self.worker_id)
         except TailorError as exc:
-            error = {"code": exc.code, "message": exc.message, "param": exc.param}
-            queue.finish(
-                **finish, status="failed", error=error, message=f"Job failed: {exc.message}"
-            )
+            message = self.public_message(exc.message)
+            error = {"code": exc.code, "message": message, "param": exc.param}
+            queue.finish(**finish, status="failed", error=error, message=f"Job failed: {message}")
         except Exception as exc:  # process boundary: record the failure, keep the worker alive
             log.error("job %s crashed:\n%s", claimed.job_id, traceback.format_exc())
+            # Only the exception's type reaches the tenant: its text may name server
+            # paths, addresses or settings. The traceback is in the worker's log.
             error = {
                 "code": "internal_error",
-                "message": f"{type(exc).__name__}: {exc}",
+                "message": f"The job stopped on an internal error ({type(exc).__name__}); "
+                f"the operator's worker log has the details for job {claimed.job_id}.",
                 "param": None,
             }
             queue.finish(

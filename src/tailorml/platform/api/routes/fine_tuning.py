@@ -21,6 +21,7 @@ def create_job(
         session,
         tenant_id=tenant_id,
         settings=state.settings,
+        storage=state.storage,
         body=body.model_dump(exclude_none=True),
     )
     return service.job_object(job)
