@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from tailorml.data.readers import read_documents
 from tailorml.data.recipe import load_recipe
 from tailorml.data.runner import run_pipeline
+from tailorml.errors import JobCancelledError
 from tailorml.executors import ShardFailedError
 from tailorml.executors.ray import RayExecutor
 
@@ -50,6 +52,40 @@ def test_ray_map_collects_results_and_failures(local_ray: None) -> None:
     with pytest.raises(ShardFailedError) as err:
         RayExecutor(workers=2).map(fail_on_two, [1, 2, 3], names=["x", "y", "z"])
     assert list(err.value.failures) == ["y"] and "two" in err.value.failures["y"]
+
+
+def sleep_after_writing_pid(folder: str) -> int:
+    Path(folder, f"{os.getpid()}.pid").write_text("")
+    time.sleep(60)
+    return 0
+
+
+def test_should_stop_cancels_running_ray_tasks(local_ray: None, tmp_path: Path) -> None:
+    asked: list[float] = []
+
+    def should_stop() -> bool:
+        if len(list(tmp_path.glob("*.pid"))) == 2 and not asked:
+            asked.append(time.monotonic())
+        return bool(asked)
+
+    with pytest.raises(JobCancelledError):
+        RayExecutor(workers=2).map(sleep_after_writing_pid, [str(tmp_path)] * 3,
+                                   should_stop=should_stop)  # fmt: skip
+    assert time.monotonic() - asked[0] < 2
+    # Force-cancelled tasks take their worker processes with them.
+    deadline = time.monotonic() + 10
+    pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.2)
+    assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_ray_pipeline_matches_local(local_ray: None, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""What every executor offers, the error for failed shards, and lookup by name."""
+"""What every executor offers, the error for failed shards, cancellation, and lookup by name."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from tailorml import registry
-from tailorml.errors import TailorError
+from tailorml.errors import JobCancelledError, TailorError
 
 T = TypeVar("T")
 R = TypeVar("R")
+StopCheck = Callable[[], bool]
 log = logging.getLogger(__name__)
+POLL_SECONDS = 0.2  # how often an executor waiting on tasks asks ``should_stop``
 
 # Modules that register executors; imported on lookup so `import tailorml` stays light.
 _MODULES = ("tailorml.executors.local", "tailorml.executors.ray")
@@ -37,7 +39,9 @@ class Executor(Protocol):
 
     ``on_done(index, result)`` is called as each task finishes (progress).
     Every task runs even when another fails; then ``ShardFailedError`` names
-    the failed ones.
+    the failed ones. ``should_stop`` is polled while tasks run: when it turns
+    true the executor ends the running tasks (their processes, where it has
+    them) and raises ``JobCancelledError``; finished tasks keep their outputs.
     """
 
     workers: int
@@ -48,7 +52,16 @@ class Executor(Protocol):
         tasks: list[T],
         on_done: Callable[[int, R], None] | None = None,
         names: list[str] | None = None,
+        should_stop: StopCheck | None = None,
     ) -> list[R]: ...
+
+
+def raise_if_stopped(should_stop: StopCheck | None) -> None:
+    """Raise ``JobCancelledError`` if ``should_stop`` says so (an executor's check)."""
+    if should_stop is not None and should_stop():
+        raise JobCancelledError(
+            "The job was cancelled; shards that finished are kept, so running it again resumes."
+        )
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -71,6 +84,8 @@ class ShardResults(Generic[R]):
         """Call ``get()`` for task ``i``'s result (it raises if the task failed)."""
         try:
             value = get()
+        except JobCancelledError:
+            raise  # a stop, not a failed shard: the whole map ends here
         except Exception as exc:  # noqa: BLE001 - shard boundary: log, then re-raise all
             cause = getattr(exc, "cause", None) or exc  # Ray wraps the task's own error
             log.error("shard %s failed: %s", self.names[i], describe_failure(cause), exc_info=cause)

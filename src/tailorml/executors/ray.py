@@ -8,6 +8,9 @@ Shards write their outputs straight to the output folder, which therefore
 must be a path every Ray node sees (a shared filesystem) on a cluster, and
 ``tailorml`` must be importable on every node (installed, or on the
 ``PYTHONPATH`` of the Ray runtime environment).
+
+Cancelling (``should_stop``) force-cancels the running tasks, which ends
+their worker processes, and drops the ones not yet submitted.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tailorml.errors import ModelUnavailableError
-from tailorml.executors.base import ShardResults
+from tailorml.executors.base import POLL_SECONDS, ShardResults, StopCheck, raise_if_stopped
 from tailorml.registry import register
 
 T = TypeVar("T")
@@ -49,16 +52,25 @@ class RayExecutor:
         tasks: list[T],
         on_done: Callable[[int, R], None] | None = None,
         names: list[str] | None = None,
+        should_stop: StopCheck | None = None,
     ) -> list[R]:
         ray = self._ray()
         shards = ShardResults(names or [str(i) for i in range(len(tasks))], on_done)
         remote = ray.remote(num_cpus=self.num_cpus, max_retries=0)(fn)
         queue = list(enumerate(tasks))
         running: dict[Any, int] = {}
-        while queue or running:
-            while queue and len(running) < self.workers:
-                i, task = queue.pop(0)
-                running[remote.remote(task)] = i
-            ready, _ = ray.wait(list(running), num_returns=1)
-            shards.collect(running.pop(ready[0]), lambda ref=ready[0]: ray.get(ref))
+        timeout = None if should_stop is None else POLL_SECONDS
+        try:
+            while queue or running:
+                raise_if_stopped(should_stop)
+                while queue and len(running) < self.workers:
+                    i, task = queue.pop(0)
+                    running[remote.remote(task)] = i
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
+                for ref in ready:
+                    shards.collect(running.pop(ref), lambda ref=ref: ray.get(ref))
+        except BaseException:
+            for ref in running:  # cancelled or interrupted: no task outlives the call
+                ray.cancel(ref, force=True)
+            raise
         return shards.ordered()
