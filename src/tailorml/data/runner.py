@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tailorml.data.cancel import stop_check
 from tailorml.data.core import Document, GlobalStep, ShardedGlobalStep, Verdict
 from tailorml.data.readers import ReadOptions, Shard, expand_inputs, read_documents
 from tailorml.data.recipe import Recipe, Step, load_recipe
@@ -62,6 +63,7 @@ from tailorml.data.writers import (
     write_text_atomic,
 )
 from tailorml.executors import Executor, get_executor
+from tailorml.executors.base import StopCheck, raise_if_stopped
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict[str, Any]], None]
@@ -278,13 +280,17 @@ def run_pipeline(
     output_format: OutputFormat = "jsonl",
     resume: bool = True,
     progress: Progress | None = None,
+    should_stop: StopCheck | None = None,
 ) -> RunResult:
     """Run ``recipe`` over ``inputs`` into ``output_dir``; resume finished shards if any.
 
     ``shards`` (default ``workers``) splits the input into every ``shards``-th
     chunk of ``chunk`` records. ``progress`` receives events
     ``{"type": "progress", "stage", "done", "total", "records"}`` per finished
-    shard and ``{"type": "done", "report": path}`` at the end.
+    shard and ``{"type": "done", "report": path}`` at the end. ``should_stop``
+    is asked before every stage and phase and handed to the executor (which
+    ends running shards) and to inline operators (``tailorml.data.cancel``);
+    when it turns true the run raises ``JobCancelledError`` and a rerun resumes.
     """
     started = time.time()
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -322,6 +328,7 @@ def run_pipeline(
         info: dict[str, Any] = {"name": stage.name, "kind": stage.kind, "phases": []}
         info["ops"] = [s.op for s in stage.steps]
         for phase, tasks in phases:
+            raise_if_stopped(should_stop)
             done = [
                 json.loads(Path(t.marker).read_text()) for t in tasks if Path(t.marker).is_file()
             ]
@@ -345,7 +352,9 @@ def run_pipeline(
                 )
 
             names = [f"{t.stage}-{t.shard.rank}" for t in todo]
-            results += done + ex.map(run_shard, todo, on_done=on_done, names=names)
+            with stop_check(should_stop):  # what an inline shard's operators poll
+                ran = ex.map(run_shard, todo, on_done=on_done, names=names, should_stop=should_stop)
+            results += done + ran
             run, skipped = run + len(todo), skipped + len(done)
             info["phases"].append({"phase": phase, "tasks": len(tasks), "skipped": len(done)})
         # The last phase is the one that writes records: its shards are the stage's.
