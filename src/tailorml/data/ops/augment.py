@@ -14,8 +14,11 @@ each edit is a few lines; here one ``random.Random(seed)`` makes a run
 reproducible.
 
 ``paraphrase`` asks a served model (any OpenAI-compatible endpoint, the
-platform's own included) for paraphrases. Every new record has
-``meta["augmented"] = True``, ``meta["source_id"]`` and the edit used.
+platform's own included) for paraphrases, through the guarded outbound
+client: its policy parameters (``allow_hosts``, ``allow_private``) are the
+operator's, and the platform sets them from ``TAILOR_OUTBOUND_ALLOW`` with
+private addresses blocked when it runs a tenant's recipe. Every new record
+has ``meta["augmented"] = True``, ``meta["source_id"]`` and the edit used.
 """
 
 from __future__ import annotations
@@ -23,20 +26,29 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tailorml.data.core import Document, GlobalStep, Verdict
-from tailorml.errors import ModelUnavailableError
+from tailorml.data.cancel import StopCheck, current_stop_check, raise_if_stopped
+from tailorml.data.core import PARAMS_CONFIG, Document, GlobalStep, Verdict, resource
+from tailorml.errors import InvalidRequestError, ModelUnavailableError, OutboundError
+from tailorml.net import GuardedClient, OutboundPolicy, check_url
 from tailorml.registry import register
 
 log = logging.getLogger(__name__)
 Edit = Literal["swap", "delete", "insert", "synonym", "char_noise"]
+# Limits a recipe cannot raise: a paraphrase is a sentence, and a step must not hold a
+# worker (or open threads) without bound.
+MAX_ANSWER_BYTES = 1024**2
+MAX_TIMEOUT_S = 300
+MAX_CONCURRENCY = 16
+MAX_PARAPHRASES = 20
 
 
 def _is_cjk(text: str) -> bool:
@@ -175,22 +187,58 @@ class AugmentStep(GlobalStep):
 
 
 class ParaphraseParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = PARAMS_CONFIG
 
-    base_url: str = Field(description="OpenAI-compatible API root, e.g. http://host:8000/v1.")
-    model: str = Field(description="The model to ask.")
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    base_url: str = resource("url")
+    """OpenAI-compatible API root, e.g. ``http://host:8000/v1``; called through the guarded
+    outbound client (``tailorml.net``)."""
+    model: str = Field(max_length=200)
+    """The model to ask."""
+    api_key_env: str | None = resource("env", None)
+    """Environment variable holding the API key, sent as ``Authorization: Bearer``. No
+    other variable is ever read or sent."""
+    allow_hosts: list[str] = resource("policy", [])
+    """Hosts (``name``, ``name:port``, IP or CIDR) the endpoint may be on even though they
+    resolve to loopback or private addresses."""
+    allow_private: bool = resource("policy", True)
+    """Let the endpoint be on loopback or a private network (a local vLLM). Cloud metadata
+    addresses stay blocked unless ``allow_hosts`` lists them."""
     text_field: str = "text"
     label_field: str = "label"
-    n: int = Field(1, ge=1, description="Paraphrases per record (when not balancing).")
-    balance: bool = Field(False, description="Only paraphrase minority classes, up to the largest.")
-    prompt: str = (
+    n: int = Field(1, ge=1, le=MAX_PARAPHRASES)
+    """Paraphrases per record (when not balancing)."""
+    balance: bool = False
+    """Only paraphrase minority classes, up to the largest."""
+    prompt: str = Field(
         "Paraphrase the text below. Keep its meaning, language and tone; "
-        "reply with the paraphrase only.\n\n{text}"
+        "reply with the paraphrase only.\n\n{text}",
+        max_length=10_000,
     )
+    """The user message; ``{text}`` is replaced by the record's text (nothing else is
+    substituted)."""
     temperature: float = Field(0.7, ge=0, le=2)
-    timeout_s: float = Field(60, gt=0)
-    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+    timeout_s: float = Field(60, gt=0, le=MAX_TIMEOUT_S)
+    """Longest one request may take, answer included."""
+    concurrency: int = Field(4, ge=1, le=MAX_CONCURRENCY)
+    """Requests in flight at once."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            check_url(value)
+        except OutboundError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _allow_entries(cls, value: list[str]) -> list[str]:
+        try:
+            OutboundPolicy(allow=tuple(value))
+        except InvalidRequestError as exc:
+            raise ValueError(exc.message) from None
+        return value
 
 
 @register("data_op", "paraphrase")
@@ -200,29 +248,43 @@ class ParaphraseStep(GlobalStep):
     name: ClassVar[str] = "paraphrase"
     Params: ClassVar[type[BaseModel]] = ParaphraseParams
 
-    def _ask(self, client: Any, text: str) -> str:
-        import httpx
+    def _client(self, should_stop: StopCheck | None) -> GuardedClient:
+        p = self.params
+        key = os.environ.get(p.api_key_env, "") if p.api_key_env else ""
+        return GuardedClient(
+            OutboundPolicy(allow=tuple(p.allow_hosts), allow_private=p.allow_private),
+            base_url=p.base_url,
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+            connect_timeout=min(10.0, p.timeout_s),
+            read_timeout=p.timeout_s,
+            total_timeout=p.timeout_s,
+            max_response_bytes=MAX_ANSWER_BYTES,
+            should_stop=should_stop,
+            name="paraphrase endpoint",
+            param="base_url",
+            max_connections=p.concurrency,
+        )
 
+    def _ask(self, client: GuardedClient, text: str) -> str:
         p = self.params
         body = {
             "model": p.model,
             "temperature": p.temperature,
-            "messages": [{"role": "user", "content": p.prompt.format(text=text)}],
+            # str.replace, not str.format: a format string can read attributes ({text.__class__}).
+            "messages": [{"role": "user", "content": p.prompt.replace("{text}", text)}],
         }
+        answer = client.post_json("/chat/completions", body)
         try:
-            resp = client.post("/chat/completions", json=body)
-            resp.raise_for_status()
-            return str(resp.json()["choices"][0]["message"]["content"]).strip()
-        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-            raise ModelUnavailableError(
-                f"The paraphrase endpoint {p.base_url} failed ({type(exc).__name__}: {exc}); "
-                "check base_url, model and the API key.",
+            return str(answer["choices"][0]["message"]["content"]).strip()
+        except (KeyError, IndexError, TypeError):
+            raise OutboundError(
+                f"The paraphrase endpoint did not answer in the chat-completions format; "
+                f"check that base_url is an OpenAI-compatible API root and {p.model!r} a chat "
+                "model.",
                 param="base_url",
-            ) from exc
+            ) from None
 
     def run(self, docs: Iterable[Document]) -> Iterator[tuple[Document, Verdict]]:
-        import httpx
-
         p = self.params
         docs = list(docs)
         for d in docs:
@@ -235,14 +297,27 @@ class ParaphraseStep(GlobalStep):
                 jobs += [(pool[i % len(pool)], i // len(pool)) for i in range(need)]
         else:
             jobs = [(d, k) for d in texts for k in range(p.n)]
-        key = os.environ.get(p.api_key_env, "") if p.api_key_env else ""
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        base = p.base_url.rstrip("/")
+        raise_if_stopped()
+        # The request threads do not see this context's stop check, so it is handed over;
+        # ``over`` also ends the calls still in flight once one has failed or the caller left.
+        over = threading.Event()
+        stop = current_stop_check()
+
+        def should_stop() -> bool:
+            return over.is_set() or (stop is not None and stop())
+
         with (
-            httpx.Client(base_url=base, headers=headers, timeout=p.timeout_s) as client,
+            self._client(should_stop) as client,
             ThreadPoolExecutor(p.concurrency) as pool,
         ):
             answers = pool.map(lambda job: self._ask(client, job[0].fields[p.text_field]), jobs)
-            for (src, k), text in zip(jobs, answers, strict=True):
-                if text and text.strip().lower() != src.fields[p.text_field].strip().lower():
-                    yield _derived(src, k, "para", p.text_field, text, "paraphrase"), Verdict.ok()
+            try:
+                for (src, k), text in zip(jobs, answers, strict=True):
+                    if text and text.strip().lower() != src.fields[p.text_field].strip().lower():
+                        yield (
+                            _derived(src, k, "para", p.text_field, text, "paraphrase"),
+                            Verdict.ok(),
+                        )
+            finally:
+                over.set()
+                pool.shutdown(cancel_futures=True)
