@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,7 @@ import pytest
 from tailorml.data.readers import read_documents
 from tailorml.data.recipe import load_recipe
 from tailorml.data.runner import run_pipeline
+from tailorml.errors import JobCancelledError
 from tailorml.executors import ShardFailedError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -159,3 +164,92 @@ def test_removed_records_carry_the_original_only_when_more_than_spacing_changed(
     assert [r["record"]["text"] for r in by_src["sst2"]] == [t.strip() for t in sst2]
     assert all("original" in r for r in by_src["zh"])
     assert [r["original"]["text"] for r in by_src["zh"]] == zh
+
+
+class _SlowChat(BaseHTTPRequestHandler):
+    """A chat endpoint that answers after ``delay`` seconds (a stuck paraphrase model)."""
+
+    delay = 0.0
+    asked = threading.Event()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _SlowChat.asked.set()
+        time.sleep(self.delay)
+        text = body["messages"][0]["content"].rsplit("\n\n", 1)[-1]
+        reply = json.dumps({"choices": [{"message": {"content": f"Put simply: {text}"}}]})
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_chat(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The endpoint's URL and a small input file."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowChat)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    _SlowChat.asked.clear()
+    rows = [{"text": f"review number {i} of the film", "label": str(i % 2)} for i in range(6)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", src
+    server.shutdown()
+    server.server_close()
+
+
+def _paraphrase_recipe(url: str) -> str:
+    return f"""
+name: para
+steps:
+  - op: normalize
+  - op: paraphrase
+    base_url: {url}
+    model: tiny
+    timeout_s: 60
+"""
+
+
+def test_should_stop_ends_an_inline_global_step_and_a_rerun_resumes(
+    slow_chat: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, src = slow_chat
+    monkeypatch.setattr(_SlowChat, "delay", 30.0)
+    recipe = load_recipe(_paraphrase_recipe(url))
+    out = tmp_path / "out"
+    asked: list[float] = []
+
+    def should_stop() -> bool:
+        # Stop once the paraphrase step waits on the endpoint: one task, so in this process.
+        if _SlowChat.asked.is_set() and not asked:
+            asked.append(time.monotonic())
+        return bool(asked)
+
+    with pytest.raises(JobCancelledError):
+        run_pipeline(recipe, [src], out, workers=2, shards=2, should_stop=should_stop)
+    assert time.monotonic() - asked[0] < 1.5
+    assert not list((out / "data").glob("part-*"))  # the stopped stage wrote nothing
+    monkeypatch.setattr(_SlowChat, "delay", 0.0)
+    again = run_pipeline(recipe, [src], out, workers=1, shards=2)
+    assert again.shards_skipped == 2 and again.counts["added"] == 6  # normalize was kept
+
+
+def test_should_stop_is_asked_between_stages(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": f"line {i} " * 5}) + "\n" for i in range(20)))
+    recipe = load_recipe("name: two\nsteps:\n  - op: normalize\n  - op: exact_dedup\n")
+    events: list[dict] = []
+
+    def first_stage_done() -> bool:
+        return any(e.get("stage", "").startswith("s0") and e.get("done") == e.get("total") == 2
+                   for e in events)  # fmt: skip
+
+    with pytest.raises(JobCancelledError):
+        run_pipeline(recipe, [src], tmp_path / "out", workers=1, shards=2,
+                     progress=events.append, should_stop=first_stage_done)  # fmt: skip
+    assert {e["stage"][:2] for e in events if e["type"] == "progress"} == {"s0"}
+    assert len(list((tmp_path / "out" / "_done").glob("s0-*"))) == 2
+    assert not list((tmp_path / "out" / "_done").glob("s1-*"))
