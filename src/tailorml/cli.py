@@ -64,9 +64,8 @@ def serve(
     ] = None,
 ) -> None:
     """Start the API and its workers; runs until interrupted."""
-    import uvicorn
-
     from tailorml.platform.api.app import create_app
+    from tailorml.platform.api.server import run_server
 
     settings = Settings()
     _sessions(settings)  # migrate once, before the workers start
@@ -85,12 +84,8 @@ def serve(
 
     signal.signal(signal.SIGTERM, _exit)
     try:
-        uvicorn.run(
-            create_app(settings, run_migrations=False),
-            host=host or settings.host,
-            port=port or settings.port,
-            log_level="info",
-        )
+        # uvicorn with a header timeout and scrubbed access logs (platform/api/server.py).
+        run_server(create_app(settings, run_migrations=False), settings, host=host, port=port)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

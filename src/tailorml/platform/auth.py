@@ -22,6 +22,11 @@ from tailorml.errors import AuthenticationError, ConflictError, InvalidRequestEr
 from tailorml.platform.db.models import ApiKey, Tenant, now
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# What ``_new_key`` makes: 16 hex digits of prefix, then token_urlsafe(24) (32 characters). The
+# secret part may be a little longer so keys made by a future generator still parse; anything
+# else is refused before the database sees it (a NUL or an over-long prefix would reach a query).
+KEY_FORMAT = re.compile(r"^tk-([0-9a-f]{16})-[A-Za-z0-9_-]{16,128}$")
+KEY_NAME_MAX = 64  # the api_keys.name column
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,11 @@ def get_tenant(session: Session, *, name_or_id: str) -> Tenant:
 
 def create_key(session: Session, *, secret: str, tenant: Tenant | None, name: str = "") -> str:
     """Create a key for ``tenant`` (or an admin key when None); return it (shown only once)."""
+    if len(name) > KEY_NAME_MAX or any(not c.isprintable() for c in name):
+        raise InvalidRequestError(
+            f"A key name is at most {KEY_NAME_MAX} printable characters; got {len(name)}.",
+            param="name",
+        )
     key, prefix = _new_key()
     session.add(
         ApiKey(
@@ -89,16 +99,35 @@ def revoke_key(session: Session, *, prefix: str) -> None:
     row.revoked_at = now()
 
 
+def bearer_key(header: str | None) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header, or ``AuthenticationError``."""
+    scheme, _, key = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise AuthenticationError(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'; "
+            "an operator creates one with `tailor admin tenant create NAME`.",
+            code="missing_api_key",
+        )
+    return key.strip()
+
+
+def authenticate_header(
+    session: Session, *, header: str | None, secret: str, admin_key: str = ""
+) -> Principal:
+    """The principal of a request's ``Authorization`` header, or ``AuthenticationError``."""
+    return authenticate(session, key=bearer_key(header), secret=secret, admin_key=admin_key)
+
+
 def authenticate(session: Session, *, key: str, secret: str, admin_key: str = "") -> Principal:
     """The principal a bearer key belongs to, or ``AuthenticationError``."""
     if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
         return Principal("admin", None, None)
-    parts = key.split("-")
-    if len(parts) < 3 or parts[0] != "tk":
+    match = KEY_FORMAT.match(key)
+    if match is None:
         raise AuthenticationError(
             "Incorrect API key provided. Keys look like tk-<prefix>-<secret>."
         )
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == match.group(1)))
     expected = row.key_hash if row else hash_key("decoy", secret)
     # Compare even when no row matched so both paths take the same time.
     ok = hmac.compare_digest(hash_key(key, secret), expected) and row is not None

@@ -3,11 +3,13 @@
 A fine-tuning file is validated on upload: every line is parsed against the
 formats of ``tailorml.records`` and every bad line is reported with its
 number and reason. A file that fails validation is not kept, so nothing
-half-valid can ever reach a job.
+half-valid can ever reach a job. Names and purposes are checked against
+their columns before anything is stored, so no database answers for them.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
@@ -19,6 +21,39 @@ from tailorml.platform.storage import LocalStorage
 from tailorml.records import read_records, summarize
 
 PURPOSES = ("fine-tune", "batch", "assistants", "user_data", "evals")
+FILENAME_MAX = 255  # the files.filename column, in characters (PostgreSQL counts characters)
+# Bidirectional overrides and isolates make a name read differently than it is
+# ("invoice\u202eLSX.exe"); no file name needs them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def clean_filename(name: str | None) -> str:
+    """The name a file is stored under: its base name, checked for length and characters.
+
+    A client may send a path (``C:\\data\\train.jsonl``, ``../../x``); only the last
+    part is kept, as browsers do. Control characters, lone surrogates and bidirectional
+    overrides are refused rather than changed, so the stored name is the one the client sent.
+    """
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip(" ")
+    if base in ("", ".", ".."):
+        raise InvalidRequestError(
+            "The upload has no file name; send the file part with a filename, as in "
+            "`-F file=@train.jsonl`.",
+            param="file",
+        )
+    bad = [c for c in base if unicodedata.category(c) in ("Cc", "Cs") or c in _BIDI_CONTROLS]
+    if bad:
+        codes = ", ".join(sorted({f"U+{ord(c):04X}" for c in bad}))
+        raise InvalidRequestError(
+            f"The file name has control characters ({codes}); rename the file.", param="file"
+        )
+    if len(base) > FILENAME_MAX:
+        raise InvalidRequestError(
+            f"The file name is {len(base)} characters long; the limit is {FILENAME_MAX}. "
+            "Rename the file.",
+            param="file",
+        )
+    return base
 
 
 def create_file(
@@ -26,15 +61,17 @@ def create_file(
     *,
     tenant_id: str,
     storage: LocalStorage,
-    filename: str,
+    filename: str | None,
     purpose: str,
     chunks: Iterable[bytes],
     max_bytes: int,
 ) -> File:
     if purpose not in PURPOSES:
         raise InvalidRequestError(
-            f"purpose must be one of {', '.join(PURPOSES)}; got {purpose!r}.", param="purpose"
+            f"purpose must be one of {', '.join(PURPOSES)}; got {purpose[:64]!r}.",
+            param="purpose",
         )
+    filename = clean_filename(filename)
     file_id = new_id("file-")
     key = f"files/{tenant_id}/{file_id}"
     size, sha = storage.put(key, chunks, max_bytes=max_bytes)

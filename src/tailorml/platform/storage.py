@@ -2,7 +2,8 @@
 
 Every write goes to a temporary file in the target folder, is fsynced and
 then renamed into place, so a crash or an over-limit upload never leaves a
-half-written object behind. The embedded default is a local folder; the
+half-written object visible; the temporary file of a process killed mid-write
+is removed by ``remove_stale_temp_files`` when the API starts. The embedded default is a local folder; the
 same interface is what an S3-compatible store implements when scaling out.
 """
 
@@ -10,11 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from tailorml.errors import PayloadTooLargeError
+
+TEMP_PREFIX = ".tmp-"
 
 
 class LocalStorage:
@@ -41,7 +46,7 @@ class LocalStorage:
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as fh:
                 for chunk in chunks:
@@ -64,3 +69,28 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def remove_stale_temp_files(self, *, older_than_seconds: float) -> int:
+        """Delete temporary files of writes that stopped (a killed process); return how many.
+
+        Only files not modified for ``older_than_seconds``: another process sharing
+        this folder may be writing one right now, and a live writer keeps touching it.
+        Symbolic links are neither followed nor removed, and hidden ``.tmp-*`` folders
+        (training's atomic folders, which clean up after themselves) are not entered.
+        """
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for folder, dirs, names in os.walk(self.root):
+            dirs[:] = [d for d in dirs if not d.startswith(TEMP_PREFIX)]
+            for name in names:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = Path(folder) / name
+                try:
+                    info = path.lstat()
+                    if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:  # its writer finished or removed it meanwhile
+                    continue
+        return removed

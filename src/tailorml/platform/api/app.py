@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from functools import partial
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from tailorml import __version__
-from tailorml.platform.api.errors import install_error_handlers, openai_error
+from tailorml.platform.api.deps import authenticate_request
+from tailorml.platform.api.errors import install_error_handlers
+from tailorml.platform.api.guard import GuardLimits, RequestGuard
 from tailorml.platform.api.routes import admin, datasets, files, fine_tuning, inference, models
 from tailorml.platform.api.state import AppState
 from tailorml.platform.db.engine import make_engine, make_sessionmaker, migrate
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
+
+log = logging.getLogger("tailorml.api")
+
+# A temporary upload file untouched this many body timeouts is left over from a killed
+# process. A live writer touches its file at every chunk, and the guard refuses a body that
+# pauses longer than one body timeout (its writer then deletes the file), so ten leave room
+# for a slow disk. Another API replica sharing the folder may be writing one right now.
+STALE_TEMP_BODY_TIMEOUTS = 10
+# ... and never less than this, for clocks of replicas on a shared folder that disagree.
+STALE_TEMP_MIN_SECONDS = 600.0
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -23,11 +36,19 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     engine = make_engine(settings.resolved_database_url)
     if run_migrations:
         migrate(engine)
+    storage = LocalStorage(settings.data_dir)
+    removed = storage.remove_stale_temp_files(
+        older_than_seconds=max(
+            STALE_TEMP_BODY_TIMEOUTS * settings.body_timeout_seconds, STALE_TEMP_MIN_SECONDS
+        )
+    )
+    if removed:
+        log.info("Removed %d temporary files left by interrupted uploads.", removed)
     state = AppState(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
-        storage=LocalStorage(settings.data_dir),
+        storage=storage,
     )
     app = FastAPI(
         title="TailorML",
@@ -36,20 +57,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     app.state.tailor = state
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Uploads have their own (larger) limit, enforced while streaming to storage.
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > settings.max_request_bytes and not request.url.path.startswith("/v1/files"):
-            return openai_error(
-                413,
-                f"The request body is {declared} bytes; the limit is {settings.max_request_bytes}.",
-                code="payload_too_large",
-            )
-        return await call_next(request)
+    # Authentication and body limits before any route reads a byte (see guard.py).
+    app.add_middleware(
+        RequestGuard,
+        limits=partial(GuardLimits.from_settings, settings),
+        authenticate=partial(authenticate_request, state),
+    )
 
     for router in (
         files.router,

@@ -1,4 +1,9 @@
-"""Dependency aliases for the routers: the session, the app state, and the caller."""
+"""Dependency aliases for the routers: the session, the app state, and the caller.
+
+The caller is authenticated once per request, by the request guard before any
+body byte is read (``tailorml.platform.api.guard``); ``get_principal`` reuses
+that result and authenticates by itself only for a route the guard left public.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from tailorml.errors import AuthenticationError, PermissionDeniedError
+from tailorml.errors import PermissionDeniedError
 from tailorml.platform.api.state import AppState
-from tailorml.platform.auth import Principal, authenticate
+from tailorml.platform.auth import Principal, authenticate_header
 from tailorml.platform.db.engine import session_scope
+
+PRINCIPAL_KEY = "tailorml.principal"  # where the guard leaves the caller in the ASGI scope state
 
 
 def get_state(request: Request) -> AppState:
@@ -29,22 +36,22 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_principal(request: Request, state: StateDep) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise AuthenticationError(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'; "
-            "an operator creates one with `tailor admin tenant create NAME`.",
-            code="missing_api_key",
-        )
+def authenticate_request(state: AppState, header: str | None) -> Principal:
+    """The caller of a request with this ``Authorization`` header (blocking: a database read)."""
     with session_scope(state.sessions) as session:
-        return authenticate(
+        return authenticate_header(
             session,
-            key=key.strip(),
+            header=header,
             secret=state.settings.secret(),
             admin_key=state.settings.admin_key,
         )
+
+
+def get_principal(request: Request, state: StateDep) -> Principal:
+    principal = request.scope.get("state", {}).get(PRINCIPAL_KEY)
+    if isinstance(principal, Principal):
+        return principal
+    return authenticate_request(state, request.headers.get("authorization"))
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

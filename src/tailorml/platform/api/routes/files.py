@@ -1,14 +1,17 @@
-"""/v1/files: upload (multipart), list, retrieve, content, delete."""
+"""/v1/files: upload (multipart), list, retrieve, content, delete.
+
+The upload's size is bounded while it streams by the request guard (which also
+authenticates before reading it); storage checks the file's own size again.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi import APIRouter, Form, UploadFile
 from fastapi.responses import FileResponse
 
-from tailorml.errors import InvalidRequestError, PayloadTooLargeError
 from tailorml.platform import files as service
 from tailorml.platform.api.deps import SessionDep, StateDep, TenantDep
 
@@ -22,23 +25,12 @@ def _chunks(upload: UploadFile, size: int = 1 << 20) -> Iterator[bytes]:
 
 @router.post("")
 def upload_file(
-    request: Request,
     session: SessionDep,
     state: StateDep,
     tenant_id: TenantDep,
     file: UploadFile,
     purpose: Annotated[str, Form()],
 ) -> dict[str, Any]:
-    limit = state.settings.max_upload_bytes
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limit + 64 * 1024:  # allow for the multipart envelope
-        raise PayloadTooLargeError(
-            f"The upload is {declared} bytes; the limit is {limit}. Split the file or ask the "
-            "operator to raise TAILOR_MAX_UPLOAD_BYTES.",
-            param="file",
-        )
-    if not file.filename:
-        raise InvalidRequestError("The upload has no file name.", param="file")
     row = service.create_file(
         session,
         tenant_id=tenant_id,
@@ -46,7 +38,7 @@ def upload_file(
         filename=file.filename,
         purpose=purpose,
         chunks=_chunks(file),
-        max_bytes=limit,
+        max_bytes=state.settings.max_upload_bytes,
     )
     return service.file_object(row)
 
