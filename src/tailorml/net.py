@@ -504,7 +504,7 @@ class GuardedClient:
             )
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than json allows
             raise self._error("did not answer JSON; check the URL.") from None
 
     def _send(

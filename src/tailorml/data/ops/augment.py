@@ -31,15 +31,17 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tailorml.data.cancel import StopCheck, current_stop_check, raise_if_stopped
 from tailorml.data.core import PARAMS_CONFIG, Document, GlobalStep, Verdict, resource
 from tailorml.errors import InvalidRequestError, ModelUnavailableError, OutboundError
-from tailorml.net import GuardedClient, OutboundPolicy, check_url
 from tailorml.registry import register
+
+if TYPE_CHECKING:
+    from tailorml.net import GuardedClient
 
 log = logging.getLogger(__name__)
 Edit = Literal["swap", "delete", "insert", "synonym", "char_noise"]
@@ -225,6 +227,8 @@ class ParaphraseParams(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        from tailorml.net import check_url  # httpx loads only where a paraphrase step is used
+
         try:
             check_url(value)
         except OutboundError as exc:
@@ -234,6 +238,8 @@ class ParaphraseParams(BaseModel):
     @field_validator("allow_hosts")
     @classmethod
     def _allow_entries(cls, value: list[str]) -> list[str]:
+        from tailorml.net import OutboundPolicy
+
         try:
             OutboundPolicy(allow=tuple(value))
         except InvalidRequestError as exc:
@@ -249,6 +255,8 @@ class ParaphraseStep(GlobalStep):
     Params: ClassVar[type[BaseModel]] = ParaphraseParams
 
     def _client(self, should_stop: StopCheck | None) -> GuardedClient:
+        from tailorml.net import GuardedClient, OutboundPolicy
+
         p = self.params
         key = os.environ.get(p.api_key_env, "") if p.api_key_env else ""
         return GuardedClient(
