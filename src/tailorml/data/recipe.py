@@ -47,12 +47,14 @@ from tailorml.data.core import (
     Operator,
     ResourceKind,
     resource_params,
+    shown_name,
 )
 from tailorml.data.readers import ReadOptions
 from tailorml.errors import InvalidRequestError
 from tailorml.records import Task
 
 OP_KIND = "data_op"
+SHOWN_BY_NAME = ("file", "model", "package")  # resource kinds whose values may be server paths
 
 
 class RecipeError(InvalidRequestError):
@@ -130,6 +132,20 @@ class Recipe:
         if read:
             out["read"] = read
         out["steps"] = [s.to_dict() for s in self.steps]
+        return out
+
+    def shown_dict(self) -> dict[str, Any]:
+        """``to_dict`` with every absolute path in a resource parameter cut to its last part.
+
+        What reports show: the platform puts server paths where a tenant named
+        its files (``with_params``), and those must not reach the tenant.
+        """
+        out = self.to_dict()
+        for row, step in zip(out["steps"], self.steps, strict=True):
+            for name, kind in resource_params(type(step.params)).items():
+                value = row.get(name)
+                if kind in SHOWN_BY_NAME and isinstance(value, str) and Path(value).is_absolute():
+                    row[name] = shown_name(value)
         return out
 
     def to_yaml(self) -> str:

@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from tailorml.data.cancel import stop_check
 from tailorml.data.core import Document, GlobalStep, ShardedGlobalStep, Verdict
-from tailorml.data.readers import ReadOptions, Shard, expand_inputs, read_documents
+from tailorml.data.readers import ReadLimits, ReadOptions, Shard, input_files, read_documents
 from tailorml.data.recipe import Recipe, Step, load_recipe
 from tailorml.data.trace import OpStats, Profile, Trace, apply_global, apply_stream, screen_reads
 from tailorml.data.writers import (
@@ -119,11 +119,15 @@ class ShardTask:
     """summarize: the summary stem; decide: every shard's stem; apply: the drops file."""
     sources: tuple[tuple[tuple[str, ...], Shard], ...] = ()
     """decide: each shard's inputs and selection, to read records back."""
+    limits: ReadLimits = ReadLimits()
+    """What the readers may hold (the caller's caps on the inputs)."""
 
 
-def _readable(inputs: Iterable[str], read: ReadOptions, shard: Shard) -> Iterator[Document]:
+def _readable(
+    inputs: Iterable[str], read: ReadOptions, shard: Shard, limits: ReadLimits
+) -> Iterator[Document]:
     """The shard's documents that parsed: the ones the ``apply`` phase numbers by position."""
-    for doc in read_documents([Path(p) for p in inputs], read, shard):
+    for doc in read_documents([Path(p) for p in inputs], read, shard, limits=limits):
         if "read_error" not in doc.meta:
             yield doc
 
@@ -148,12 +152,12 @@ def _run_phase(task: ShardTask) -> dict[str, Any]:
     start = time.perf_counter()
     op.setup()
     if task.phase == "summarize":
-        op.summarize(_readable(task.inputs, task.read, task.shard), Path(task.work[0]))
+        op.summarize(_readable(task.inputs, task.read, task.shard, task.limits), Path(task.work[0]))
     else:
         sources = task.sources
         drops = op.decide(
             [Path(s) for s in task.work],
-            lambda r: _readable(sources[r][0], task.read, sources[r][1]),
+            lambda r: _readable(sources[r][0], task.read, sources[r][1], task.limits),
         )
         for path, listed in zip(task.outputs, drops, strict=True):
             with AtomicFile(Path(path)) as fh:
@@ -182,7 +186,7 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     trace = Trace(Path(task.removed))
     writers = [open_writer(Path(p), task.output_format) for p in task.outputs]
     before, after = Profile(), Profile()
-    docs = read_documents([Path(p) for p in task.inputs], task.read, task.shard)
+    docs = read_documents([Path(p) for p in task.inputs], task.read, task.shard, limits=task.limits)
     if task.first:
         docs = _profiled(screen_reads(docs, trace), before)
     if task.kind == "stream":
@@ -281,21 +285,34 @@ def run_pipeline(
     resume: bool = True,
     progress: Progress | None = None,
     should_stop: StopCheck | None = None,
+    limits: ReadLimits | None = None,
 ) -> RunResult:
     """Run ``recipe`` over ``inputs`` into ``output_dir``; resume finished shards if any.
 
     ``shards`` (default ``workers``) splits the input into every ``shards``-th
     chunk of ``chunk`` records. ``progress`` receives events
     ``{"type": "progress", "stage", "done", "total", "records"}`` per finished
-    shard and ``{"type": "done", "report": path}`` at the end. ``should_stop``
+    shard and ``{"type": "done", "report": "report.html"}`` at the end. ``should_stop``
     is asked before every stage and phase and handed to the executor (which
     ends running shards) and to inline operators (``tailorml.data.cancel``);
     when it turns true the run raises ``JobCancelledError`` and a rerun resumes.
+
+    ``limits`` (default ``ReadLimits()``) caps what the readers hold of the
+    inputs: records over the cap are reported as removed by ``read``, and a
+    compressed input that expands too far stops the run. Everything the run
+    writes names inputs relative to what was given (``_meta.source``, the
+    report, events); ``RunResult`` keeps the full paths for the caller.
     """
     started = time.time()
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     read = read or recipe.read
-    files = [p for p, _ in expand_inputs([Path(p) for p in inputs], read.format)]
+    given = [Path(p) for p in inputs]
+    found = input_files(given, read.format)
+    files = [f.path for f in found]
+    limits = limits or ReadLimits()
+    # The runner's own work files passed the caps when read from the inputs (records may
+    # have grown a little since: meta, normalisation): only the memory bound applies to them.
+    own = ReadLimits(max_record_bytes=limits.max_decompressed_bytes)
     shards = shards or workers
     ex = get_executor(executor, workers) if isinstance(executor, str) else executor
     output_dir = Path(output_dir)
@@ -307,7 +324,8 @@ def run_pipeline(
     results: list[dict[str, Any]] = []
     stage_info: list[dict[str, Any]] = []
     run = skipped = 0
-    prev: list[str] = [str(p) for p in files]
+    # The first stage reads the inputs as given, so every shard names them as ``found`` does.
+    prev: list[str] = [str(p) for p in given]
     for k, stage in enumerate(stages):
         first, last = k == 0, k == len(stages) - 1
         folder = output_dir / ("data" if last else f"_work/{stage.name}")
@@ -324,6 +342,7 @@ def run_pipeline(
             chunk,
             output_dir,
             output_format if last else "jsonl",
+            limits if first else own,
         )
         info: dict[str, Any] = {"name": stage.name, "kind": stage.kind, "phases": []}
         info["ops"] = [s.op for s in stage.steps]
@@ -361,7 +380,8 @@ def run_pipeline(
         info["shards"], info["skipped"] = info["phases"][-1]["tasks"], info["phases"][-1]["skipped"]
         stage_info.append(info)
         prev = parts
-    return _finish(recipe, files, output_dir, results, stage_info, run, skipped, started, emit)
+    shown = [f.name for f in found]
+    return _finish(recipe, shown, output_dir, results, stage_info, run, skipped, started, emit)
 
 
 def _tasks(
@@ -375,6 +395,7 @@ def _tasks(
     chunk: int,
     output_dir: Path,
     fmt: OutputFormat,
+    limits: ReadLimits,
 ) -> list[tuple[Phase, list[ShardTask]]]:
     """The stage's phases in order, each a list of tasks that may run in parallel."""
 
@@ -402,6 +423,7 @@ def _tasks(
             last,
             phase,
             **kw,
+            limits=limits,
         )
 
     if first:  # every shard scans the raw inputs and keeps its own chunks
@@ -428,7 +450,7 @@ def _tasks(
 
 def _finish(
     recipe: Recipe,
-    files: list[Path],
+    inputs: list[str],
     output_dir: Path,
     results: list[dict[str, Any]],
     stage_info: list[dict[str, Any]],
@@ -462,19 +484,20 @@ def _finish(
     outputs = sorted((output_dir / "data").glob("part-*"))
     removed = sorted((output_dir / "removed").glob("*.jsonl"))
     summary = {
-        "recipe": recipe.to_dict(),
-        "inputs": [str(p) for p in files],
+        "recipe": recipe.shown_dict(),
+        "inputs": inputs,
         "counts": counts,
         "stages": stage_info,
         "ops": [s.to_dict() for s in stats],
         "before": before.to_dict(),
         "after": after.to_dict(),
-        "outputs": [str(p) for p in outputs],
-        "removed_files": [str(p) for p in removed],
+        # Named relative to output_dir: the report travels to users who must not see server paths.
+        "outputs": [p.relative_to(output_dir).as_posix() for p in outputs],
+        "removed_files": [p.relative_to(output_dir).as_posix() for p in removed],
         "seconds": round(time.time() - started, 3),
     }
     report_json, report_html = write_report(summary, output_dir)
-    emit({"type": "done", "report": str(report_html), "counts": counts})
+    emit({"type": "done", "report": report_html.name, "counts": counts})
     return RunResult(
         outputs,
         stats,
