@@ -4,6 +4,13 @@ Objects follow OpenAI's ``fine_tuning.job``, ``fine_tuning.job.event`` and
 ``fine_tuning.job.checkpoint``. TailorML's extensions sit under ``method``
 (``{"type": "supervised" | "full" | "lora", "lora": {...}}``) and in the
 ``task`` and ``metrics`` fields.
+
+Creation checks everything a job would otherwise fail on later, before the
+job exists: the base-model reference against the operator's settings
+(catalog names always; paths only with TAILOR_ALLOW_MODEL_PATHS, hub ids
+only with TAILOR_ALLOW_HUB_MODELS), the files, enough records and classes,
+the hyperparameters, every length a column limits, and the tenant's cap on
+active jobs (429).
 """
 
 from __future__ import annotations
