@@ -86,3 +86,57 @@ def test_files_are_isolated_between_tenants(client, acme, globex) -> None:  # ty
         ].replace("file-doesnotexist", "X")
     assert client.get("/v1/files", headers=globex).json()["data"] == []
     assert client.get(f"/v1/files/{file_id}", headers=acme).status_code == 200
+
+
+def test_file_names_are_base_names_checked_against_the_column(client, acme) -> None:  # type: ignore[no-untyped-def]
+    path = EXAMPLES / "spam_assassin" / "test.jsonl"
+    for sent in ("../../etc/test.jsonl", "C:\\Users\\me\\test.jsonl", "/abs/test.jsonl"):
+        res = upload(client, acme, path, name=sent)
+        assert res.status_code == 200 and res.json()["filename"] == "test.jsonl", res.text
+    for bad, why in (
+        ("a" * 250 + ".jsonl", "256 characters"),
+        ("tab\tbell\x07.jsonl", "U+0007, U+0009"),
+        ("evil\u202elsonj.jsonl", "U+202E"),
+        ("../", "no file name"),
+    ):
+        # Raw multipart: httpx would percent-encode the control characters.
+        body = (
+            b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="'
+            + bad.encode()
+            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            + path.read_bytes()
+            + b"\r\n--b--\r\n"
+        )
+        res = client.post(
+            "/v1/files",
+            headers={**acme, "Content-Type": "multipart/form-data; boundary=b"},
+            content=body,
+        )
+        assert res.status_code == 400 and res.json()["error"]["param"] == "file", res.text
+        assert why in res.json()["error"]["message"]
+    assert upload(client, acme, path, name="é" * 249 + ".jsonl").status_code == 200
+    assert len(client.get("/v1/files", headers=acme).json()["data"]) == 4
+
+
+def test_stale_temporary_files_are_removed_at_start(settings) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import time
+
+    from tailorml.platform.api.app import create_app
+
+    folder = settings.files_dir / "tn_x"
+    folder.mkdir(parents=True)
+    stale, fresh, kept = folder / ".tmp-killed", folder / ".tmp-writing", folder / "file-1"
+    for path in (stale, fresh, kept):
+        path.write_bytes(b"partial upload")
+    day_ago = time.time() - 86_400
+    for path in (stale, kept):
+        os.utime(path, (day_ago, day_ago))
+    # Training's atomic folders are its own to clean: not entered.
+    atomic = settings.data_dir / "jobs" / ".tmp-ckpt-1" / ".tmp-inner"
+    atomic.parent.mkdir(parents=True)
+    atomic.write_bytes(b"x")
+    os.utime(atomic, (day_ago, day_ago))
+    create_app(settings).state.tailor.engine.dispose()
+    assert not stale.exists() and fresh.exists() and kept.exists() and atomic.exists()
