@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from tailorml.data.core import GlobalStep
-from tailorml.data.recipe import RecipeError, load_recipe, op_catalog
+from tailorml.data.recipe import (
+    RecipeError,
+    ResourceUse,
+    load_recipe,
+    op_catalog,
+    parse_recipe_text,
+)
 from tailorml.data.runner import plan_stages
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
@@ -78,3 +84,53 @@ def test_catalog_lists_params_of_every_operator() -> None:
     assert catalog["label_quality"]["kind"] == "GlobalStep"
     assert any(p["name"] == "action" for p in catalog["label_quality"]["params"])
     assert any(p["name"] == "base_url" and p["required"] for p in catalog["paraphrase"]["params"])
+
+
+TENANT = """
+name: tenant-recipe
+steps:
+  - op: normalize
+  - op: blocklist
+    path: file-abc123
+  - op: semantic_dedup
+  - op: length
+    unit: tokens
+    tokenizer: smollm2-135m-instruct
+"""
+
+
+def test_parse_recipe_text_reads_text_only() -> None:
+    recipe = parse_recipe_text(TENANT, max_bytes=4096, allow_aliases=False)
+    assert [s.op for s in recipe.steps] == ["normalize", "blocklist", "semantic_dedup", "length"]
+    with pytest.raises(RecipeError, match="A recipe is a mapping"):
+        parse_recipe_text("recipes/pii-safe.yaml")  # a path is only a string here
+
+
+def test_resources_list_explicit_values_and_defaults() -> None:
+    uses = {(u.step, u.param): u for u in parse_recipe_text(TENANT).resources()}
+    assert set(uses) == {(1, "path"), (2, "model"), (3, "tokenizer")}
+    assert uses[1, "path"] == ResourceUse(1, "blocklist", "path", "file", "file-abc123", True)
+    assert (uses[2, "model"].value, uses[2, "model"].explicit) == ("minilm-l6", False)
+    assert uses[3, "tokenizer"].kind == "model" and uses[3, "tokenizer"].explicit
+
+
+def test_with_params_validates_and_leaves_the_original_alone() -> None:
+    recipe = parse_recipe_text(TENANT)
+    bound = recipe.with_params({1: {"path": "/srv/tailor/files/abc123"}, 2: {"threshold": 0.9}})
+    assert bound.steps[1].params.path == "/srv/tailor/files/abc123"
+    assert bound.steps[2].params.threshold == 0.9 and bound.steps[2].params.model == "minilm-l6"
+    assert bound.steps[3].params.unit == "tokens"  # untouched steps keep what they set
+    assert recipe.steps[1].params.path == "file-abc123"
+    with pytest.raises(RecipeError) as err:
+        recipe.with_params({1: {"paht": "x"}, 2: {"threshold": 7}, 9: {}})
+    assert len(err.value.problems) == 3
+    # Reports show a server path by its last part only.
+    assert bound.shown_dict()["steps"][1]["path"] == "abc123"
+    assert bound.to_dict()["steps"][1]["path"] == "/srv/tailor/files/abc123"
+
+
+def test_a_recipe_dumps_to_yaml_that_parses_back() -> None:
+    recipe = parse_recipe_text(TENANT + "read: {format: jsonl, rename: {body: text}}\n")
+    again = parse_recipe_text(recipe.to_yaml(), allow_aliases=False)
+    assert again.to_dict() == recipe.to_dict()
+    assert load_recipe(recipe.to_yaml()).to_dict() == recipe.to_dict()

@@ -508,14 +508,16 @@ def _read_parquet(
         check(expanded)  # dictionary-encoded values can expand far beyond the file's own sizes
         if any(mask):
             over = (sizes > cap).tolist()
+            small = [keep and not big for keep, big in zip(mask, over, strict=True)]
+            # Only the rows within the cap become Python objects; the others are reported.
+            values = iter(batch.filter(pa.array(small)).to_pylist() if any(small) else ())
             for i, keep in enumerate(mask):
-                if keep and over[i]:
-                    yield _bad(stem, name, row + i + 1, "", _too_large("the row", cap))
-            mask = [keep and not big for keep, big in zip(mask, over, strict=True)]
-            numbers = [row + i + 1 for i, keep in enumerate(mask) if keep]
-            values = batch.filter(pa.array(mask)).to_pylist() if numbers else []
-            for n, value in zip(numbers, values, strict=True):
-                yield _doc(stem, name, n, value, o)
+                if keep:
+                    yield (
+                        _bad(stem, name, row + i + 1, "", _too_large("the row", cap))
+                        if over[i]
+                        else _doc(stem, name, row + i + 1, next(values), o)
+                    )
         row += batch.num_rows
 
 
