@@ -51,3 +51,19 @@ def test_run_prints_counts_and_the_report(tmp_path: Path) -> None:
     assert (out / "report.html").is_file()
     missing = runner.invoke(app, [*args[:3], str(tmp_path / "nope.jsonl"), *args[4:]])
     assert missing.exit_code == 1 and "no such file" in missing.output
+
+
+def test_ops_marks_resource_parameters() -> None:
+    result = runner.invoke(app, ["ops"], env={"COLUMNS": "200"})
+    assert "path=None [file]" in result.output and "tokenizer* [model]" in result.output
+
+
+def test_run_takes_the_operators_record_limit(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "' + "y" * 5000 + '"}\n{"text": "short one"}\n')
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nsteps:\n  - op: normalize\n")
+    args = ["run", str(recipe), "-i", str(src), "-o", str(tmp_path / "out"), "--workers", "1"]
+    result = runner.invoke(app, [*args, "--max-record-mib", "0.004"])
+    assert result.exit_code == 0, result.output
+    assert "read 2, wrote 1, removed 1" in result.output

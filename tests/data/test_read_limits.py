@@ -178,3 +178,13 @@ def test_inputs_are_named_relative_to_what_was_given(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError) as err:
         input_files([tmp_path / "missing.jsonl"])
     assert "missing.jsonl" in err.value.message and str(tmp_path) not in err.value.message
+
+
+def test_deeply_nested_lines_and_bad_meta_are_reported_not_raised(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    bad_meta = json.dumps({"text": "x", "_meta": "[[["})
+    src = _jsonl(tmp_path / "a.jsonl", [deep, bad_meta, '{"text": "ok"}'])
+    docs = list(read_documents([src]))
+    assert "nested too deeply" in docs[0].meta["read_error"]
+    assert "_meta is invalid JSON" in docs[1].meta["read_error"]
+    assert docs[2].fields == {"text": "ok"}

@@ -57,11 +57,18 @@ def run(
     shards: Annotated[int | None, typer.Option(min=1, help="Shards (default: workers).")] = None,
     output_format: Annotated[str, typer.Option(help="jsonl or parquet.")] = "jsonl",
     restart: Annotated[bool, typer.Option(help="Ignore finished shards; start over.")] = False,
+    max_record_mib: Annotated[
+        float, typer.Option(min=0.001, help="Largest record read; bigger ones are reported.")
+    ] = 8,
+    max_decompressed_mib: Annotated[
+        float, typer.Option(min=1, help="Most a compressed input may expand to.")
+    ] = 2048,
 ) -> None:
     """Run RECIPE over the inputs; finished shards of an earlier run are resumed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from tailorml.data.readers import ReadLimits
     from tailorml.data.runner import run_pipeline
 
     if output_format not in ("jsonl", "parquet"):
@@ -85,6 +92,10 @@ def run(
                 output_format=output_format,
                 resume=not restart,
                 progress=_Bars(bars),  # type: ignore[arg-type]
+                limits=ReadLimits(
+                    max_record_bytes=int(max_record_mib * 1024**2),
+                    max_decompressed_bytes=int(max_decompressed_mib * 1024**2),
+                ),
             )
     except TailorError as exc:
         _fail(exc)

@@ -281,8 +281,11 @@ def _doc(stem: str, name: str, line: int, value: Any, options: ReadOptions) -> D
         return Document(f"{stem}:{line}", {"raw": value}, meta)
     fields = dict(value)
     carried = fields.pop(META_KEY, None)
-    if isinstance(carried, str):
-        carried = json.loads(carried)
+    if isinstance(carried, str):  # Parquet keeps it as a JSON string (see writers)
+        carried, reason = _json_verdict(carried.encode())
+        if reason:
+            meta["read_error"] = f"{META_KEY} is {reason}"
+            return Document(f"{stem}:{line}", fields, meta)
     doc_id = f"{stem}:{line}"
     if isinstance(carried, dict):
         carried = dict(carried)
@@ -313,6 +316,8 @@ def _json_verdict(line: bytes) -> tuple[Any, str]:
         return None, f"invalid JSON ({exc.msg} at column {exc.colno})"
     except UnicodeDecodeError as exc:
         return None, f"not valid UTF-8 ({exc.reason})"
+    except RecursionError:  # orjson stops at 1024 levels, json at the interpreter's limit
+        return None, "nested too deeply (over 1000 levels)"
 
 
 def _read_jsonl(
