@@ -26,7 +26,9 @@ RESOURCE_WORDS = re.compile(
     r"env|key|token|secret|host|port|package)(_|$)"
 )
 # Field names that match a word above but hold no resource, with the reason.
-NOT_RESOURCES: dict[tuple[str, str], str] = {}
+NOT_RESOURCES: dict[tuple[str, str], str] = {
+    ("paraphrase", "model"): "a model name at the (guarded) endpoint, sent there; none of ours",
+}
 EXPECTED = {
     ("blocklist", "path"): "file",
     ("decontaminate", "path"): "file",
