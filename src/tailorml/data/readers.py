@@ -38,6 +38,7 @@ import json
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -102,17 +103,7 @@ class ReadLimits:
     max_json_bytes: int = 256 * MiB
 
     def __post_init__(self) -> None:
-        bad = [
-            name
-            for name in (
-                "max_record_bytes",
-                "max_decompressed_bytes",
-                "max_ratio",
-                "ratio_floor_bytes",
-                "max_json_bytes",
-            )
-            if not getattr(self, name) > 0
-        ]
+        bad = [f.name for f in dataclass_fields(self) if not getattr(self, f.name) > 0]
         if bad:
             raise InvalidRequestError(f"ReadLimits: {', '.join(bad)} must be positive.")
 
