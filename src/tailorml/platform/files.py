@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from tailorml.errors import ConflictError, FileFormatError, InvalidRequestError
 from tailorml.platform.db.models import File, new_id
 from tailorml.platform.scoping import get_owned, owned
+from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
 from tailorml.records import read_records, summarize
 
@@ -116,7 +117,11 @@ def list_files(session: Session, *, tenant_id: str, purpose: str | None = None) 
     return list(session.scalars(query.order_by(File.created_at.desc(), File.id)))
 
 
-def delete_file(session: Session, *, tenant_id: str, storage: LocalStorage, file_id: str) -> None:
+def delete_file(
+    session: Session, *, tenant_id: str, storage: LocalStorage, file_id: str, settings: Settings
+) -> None:
+    """Delete a file and, first, what datasets derived from it (``datasets.forget_input``)."""
+    from tailorml.platform.datasets import forget_input
     from tailorml.platform.db.models import Job
     from tailorml.platform.jobs.queue import ACTIVE
 
@@ -127,6 +132,7 @@ def delete_file(session: Session, *, tenant_id: str, storage: LocalStorage, file
                 f"File {file_id} is used by the active job {job.id}; cancel it or wait for it to end.",
                 param="file_id",
             )
+    forget_input(session, tenant_id=tenant_id, settings=settings, storage=storage, file_id=file_id)
     session.delete(row)
     session.flush()
     storage.delete(row.storage_key)

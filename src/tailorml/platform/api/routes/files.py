@@ -72,5 +72,11 @@ def file_content(
 def delete_file(
     file_id: str, session: SessionDep, state: StateDep, tenant_id: TenantDep
 ) -> dict[str, Any]:
-    service.delete_file(session, tenant_id=tenant_id, storage=state.storage, file_id=file_id)
+    service.delete_file(
+        session,
+        tenant_id=tenant_id,
+        storage=state.storage,
+        file_id=file_id,
+        settings=state.settings,
+    )
     return {"id": file_id, "object": "file", "deleted": True}
