@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, description="Worker processes `tailor serve` starts beside the API.")
 
     data_workers: int = Field(2, description="Processes a dataset job shards its input over.")
+    dataset_max_seconds: float = Field(
+        4 * 3600.0, gt=0, description="A dataset job running longer than this is stopped (failed)."
+    )
 
     allow_model_paths: bool = Field(
         False, description="Let tenants name local folders or GGUF files as base models."

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tailorml.platform.db.engine import session_scope
 from tailorml.platform.db.models import Checkpoint
 from tailorml.platform.jobs.queue import add_event
+from tailorml.platform.scrub import scrub, scrub_value
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
 
@@ -43,7 +44,11 @@ class JobContext:
         return self.stop.is_set()
 
     def emit(self, event: dict[str, Any]) -> None:
-        """Store one library event (``type`` message or metrics) as a job event."""
+        """Store one library event (``type`` message or metrics) as a job event.
+
+        The tenant reads these: server paths are cut out first (``platform.scrub``).
+        """
+        event = scrub_value(event)
         kind = event.get("type", "message")
         if kind == "metrics":
             data = {k: v for k, v in event.items() if k != "type"}
@@ -59,7 +64,7 @@ class JobContext:
             add_event(
                 s,
                 self.job_id,
-                str(event.get("message", "")),
+                scrub(str(event.get("message", ""))),
                 level=str(event.get("level", "info")),
                 data={k: v for k, v in event.items() if k not in ("type", "message", "level")}
                 or None,

@@ -23,6 +23,7 @@ from tailorml.errors import JobCancelledError, TailorError
 from tailorml.platform.db.engine import make_engine, make_sessionmaker
 from tailorml.platform.jobs import queue
 from tailorml.platform.jobs.context import JobContext
+from tailorml.platform.scrub import scrub
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
 
@@ -78,7 +79,8 @@ class Worker:
         return done
 
     def public_message(self, message: str) -> str:
-        """A message fit for the tenant: server folders replaced by names, length capped.
+        """A message fit for the tenant: server folders replaced by names (data-folder paths
+        relative to it, other absolute paths cut to their last part), length capped.
 
         Library errors may quote a file under the data folder (a checkpoint,
         the model cache); the tenant knows its objects by id, never by path.
@@ -90,6 +92,7 @@ class Worker:
         ):
             if root not in (".", ""):
                 message = message.replace(root + os.sep, "").replace(root, "<data>")
+        message = scrub(message)  # any other absolute path (site-packages, home, /tmp)
         if len(message) > MAX_ERROR_CHARS:
             message = message[: MAX_ERROR_CHARS - 1] + "…"
         return message
