@@ -68,10 +68,10 @@ SENSITIVE_PARAMS = frozenset(
     }
 )
 SENSITIVE_SUFFIXES = ("_key", "_token", "_secret", "_password", "_signature")
-REDACTED = "REDACTED"
+REDACTED = "[REDACTED]"
 
 _QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;#\s\"']+)=(?P<value>[^&;#\s\"']*)")
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s'\",)\]]+")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)(?!\[REDACTED\])[^\s'\",)\]]+")
 _TAILOR_KEY = re.compile(r"\btk-[0-9a-f]{16}-[A-Za-z0-9_-]+")
 
 
