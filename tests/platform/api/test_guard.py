@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import time
 from collections.abc import Iterator
 
@@ -189,3 +190,25 @@ def test_a_small_refused_body_keeps_the_connection(settings: Settings) -> None:
         sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nContent-Length: 50000000\r\n\r\n")
         status, headers, _ = read_response(sock)
         assert status == 401 and headers["connection"] == "close"
+
+
+def test_a_body_trickled_below_the_minimum_rate_times_out(settings: Settings) -> None:
+    # Each pause is under the body timeout, but on average it is a few bytes a second.
+    settings.body_timeout_seconds = 0.5
+    with live_api(settings) as api, api.connect() as sock:
+        sock.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer admin-test-key\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
+        started = time.monotonic()
+        for byte in b'{"model": "minilm-l6"':
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # closed: the answer came already
+                break
+            time.sleep(0.4)
+            if select.select([sock], [], [], 0)[0] or time.monotonic() - started > 5:
+                break  # the answer is there
+        status, headers, body = read_response(sock)
+    assert status == 408 and "bytes a second" in json.loads(body)["error"]["message"]
+    assert time.monotonic() - started < 3 and headers["connection"] == "close"
