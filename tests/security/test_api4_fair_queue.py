@@ -4,11 +4,11 @@ queue claimed strictly by creation time; the claim now takes turns between tenan
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+
+from tailorml.platform.jobs import queue
 from tests.conftest import EXAMPLES
 from tests.platform import conftest as platform
 from tests.platform.test_files import upload
-
-from tailorml.platform.jobs import queue
 
 # The platform suite's fixtures: settings on a fresh database (SQLite and PostgreSQL), a client
 # of the app, and two tenants with keys.

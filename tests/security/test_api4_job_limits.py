@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from fastapi.testclient import TestClient
+
 from tests.conftest import EXAMPLES
 from tests.platform import conftest as platform
 from tests.platform.test_files import upload

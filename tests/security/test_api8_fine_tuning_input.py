@@ -14,13 +14,13 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from tests.conftest import EXAMPLES
-from tests.platform import conftest as platform
-from tests.platform.test_files import upload
 
 from tailorml.platform.db.engine import session_scope
 from tailorml.platform.db.models import Job, Model
 from tailorml.platform.jobs.worker import Worker
+from tests.conftest import EXAMPLES
+from tests.platform import conftest as platform
+from tests.platform.test_files import upload
 
 # The platform suite's fixtures: settings on a fresh database (SQLite and PostgreSQL), a client
 # of the app, and a tenant with a key.
