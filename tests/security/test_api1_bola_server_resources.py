@@ -143,8 +143,13 @@ def test_models_are_catalog_names_or_own_models(client, acme, settings: Settings
 
 
 def test_yaml_aliases_refused_in_tenant_recipes(client, acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Aliases are how a small YAML text expands into a huge tree (billion laughs); a recipe
+    # never needs them, so a tenant's recipe may not use them, not even harmlessly.
     file_id = _input(client, acme, tmp_path)
-    bomb = "a: &a ['x','x','x','x','x','x','x','x']\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\n"
-    bomb += "c: &c [*b,*b,*b,*b,*b,*b,*b,*b]\nname: bomb\nsteps:\n  - op: normalize\n"
-    res = _create(client, acme, file_id, bomb)
+    text = (
+        "name: aliases\nsteps:\n  - op: blocklist\n    words: &w [spam, scam]\n"
+        "  - op: blocklist\n    words: *w\n"
+    )
+    res = _create(client, acme, file_id, text)
     assert res.status_code == 400, res.text
+    assert "alias" in res.json()["error"]["message"].lower()
