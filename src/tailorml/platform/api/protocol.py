@@ -23,6 +23,7 @@ MAX_SUFFIX_CHARS = 64
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
+MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
 
 
 class _Body(BaseModel):
@@ -156,9 +157,18 @@ class CompletionRequest(_Sampling):
     prompt: StrictStr
 
 
+def _bounded_inputs(value: str | list[str]) -> str | list[str]:
+    if isinstance(value, list) and len(value) > MAX_INPUTS:
+        raise ValueError(
+            f"at most {MAX_INPUTS} inputs per request, got {len(value)}; send them in batches"
+        )
+    return value
+
+
 class EmbeddingRequest(_Body):
     model: StrictStr
     input: StrictStr | list[StrictStr] = Field(min_length=1)
+    _inputs = field_validator("input")(_bounded_inputs)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     truncate: bool = Field(
@@ -169,6 +179,7 @@ class EmbeddingRequest(_Body):
 class ClassificationRequest(_Body):
     model: StrictStr
     input: StrictStr | list[StrictStr] = Field(min_length=1)
+    _inputs = field_validator("input")(_bounded_inputs)
     truncate: bool = Field(
         False, description="Cut inputs longer than the context instead of refusing them."
     )
