@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tailorml.data.readers import ReadLimits
+from tailorml.data.limits import ReadLimits
 from tailorml.data.recipe import load_recipe
 from tailorml.data.runner import run_pipeline
 from tailorml.executors import ShardFailedError

@@ -66,7 +66,7 @@ def test_api4_a_gzip_bomb_stops_in_bounded_memory(tmp_path: Path) -> None:
 
 
 def test_api4_a_gzip_past_the_absolute_cap_stops(tmp_path: Path) -> None:
-    from tailorml.data.readers import ReadLimits  # here: the other tests also run on old readers
+    from tailorml.data.limits import ReadLimits  # here: the other tests also run on old readers
 
     # Text that compresses like real text (about 4x), so only the absolute cap can stop it.
     words = [f"w{i * 7919 % 100003}" for i in range(2_000_000)]

@@ -68,7 +68,7 @@ def run(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from tailorml.data.readers import ReadLimits
+    from tailorml.data.limits import ReadLimits
     from tailorml.data.runner import run_pipeline
 
     if output_format not in ("jsonl", "parquet"):

@@ -38,15 +38,24 @@ import json
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from dataclasses import fields as dataclass_fields
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from tailorml.data.core import Document
+from tailorml.data.limits import (
+    ReadLimits,
+    RowTooLarge,
+    bounded_lines,
+    open_binary,
+    read_capped,
+    row_bytes,
+    skip_line,
+    too_large,
+)
 from tailorml.errors import FileFormatError, InvalidRequestError
 
 Format = Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "text", "html"]
@@ -63,9 +72,6 @@ SUFFIXES: dict[str, str] = {
     ".htm": "html",
 }
 META_KEY = "_meta"  # where writers keep a document's id and meta, so outputs read back losslessly
-MiB = 1024**2
-_SKIP_PIECE = MiB  # what skipping an oversized line holds at a time
-_BUFFER = 1 << 16  # read buffer: fewer system calls than the 8 KiB default on long lines
 
 
 class ReadOptions(BaseModel):
@@ -83,29 +89,6 @@ class ReadOptions(BaseModel):
     batch_size: int = Field(
         1024, ge=1, le=65536, description="Rows per Parquet batch (bounds memory)."
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ReadLimits:
-    """What a reader may hold or expand; the caller's (operator's) choice, never a recipe's.
-
-    ``max_ratio`` applies once a compressed file has expanded past
-    ``ratio_floor_bytes``: real text compresses less than 20x, a
-    decompression bomb about 1000x, and a small file may legitimately be a
-    run of one repeated record. ``max_json_bytes`` caps a JSON (not JSONL)
-    file, which is parsed whole.
-    """
-
-    max_record_bytes: int = 8 * MiB
-    max_decompressed_bytes: int = 2048 * MiB
-    max_ratio: float = 100.0
-    ratio_floor_bytes: int = 16 * MiB
-    max_json_bytes: int = 256 * MiB
-
-    def __post_init__(self) -> None:
-        bad = [f.name for f in dataclass_fields(self) if not getattr(self, f.name) > 0]
-        if bad:
-            raise InvalidRequestError(f"ReadLimits: {', '.join(bad)} must be positive.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,68 +186,6 @@ def expand_inputs(paths: list[Path], fmt: Format = "auto") -> list[tuple[Path, s
     return [(f.path, f.stem) for f in input_files(paths, fmt)]
 
 
-class _Inflated(io.RawIOBase):
-    """The decompressed bytes of a gzip file, stopped at the caps of ``ReadLimits``.
-
-    A raw stream under a ``BufferedReader``: the check runs once per buffer
-    fill, not per line, so it costs the hot path nothing.
-    """
-
-    def __init__(self, path: Path, name: str, limits: ReadLimits):
-        super().__init__()
-        self._raw = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._gz = gzip.GzipFile(fileobj=self._raw, mode="rb")
-        self._name, self._limits, self._out = name, limits, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._gz.readinto(buffer)
-        self._out += n
-        lim = self._limits
-        if self._out > lim.max_decompressed_bytes:
-            self._refuse(f"expands past {lim.max_decompressed_bytes} bytes")
-        # The raw position runs ahead of what was inflated, so the ratio errs on the lenient side.
-        if self._out > lim.ratio_floor_bytes and self._out > lim.max_ratio * self._raw.tell():
-            self._refuse(f"expands more than {lim.max_ratio:g} times its compressed size")
-        return n
-
-    def _refuse(self, why: str) -> None:
-        raise FileFormatError(
-            f"{self._name} {why} when decompressed, which looks like a decompression bomb: "
-            "upload the records uncompressed or split into smaller files (the limit is the "
-            "operator's, ReadLimits)."
-        )
-
-    def close(self) -> None:
-        try:
-            self._gz.close()
-            self._raw.close()
-        finally:
-            super().close()
-
-
-def _open_binary(f: InputFile, limits: ReadLimits) -> IO[bytes]:
-    if f.path.suffix.lower() == ".gz":
-        return io.BufferedReader(_Inflated(f.path, f.name, limits), _BUFFER)
-    return open(f.path, "rb", buffering=_BUFFER)
-
-
-def _read_capped(fh: IO[bytes], cap: int) -> bytes | None:
-    """The rest of ``fh`` if it holds at most ``cap`` bytes, else None (holding ``cap`` at most)."""
-    data = fh.read(cap + 1)
-    return None if len(data) > cap else data
-
-
-def _skip_line(fh: IO[bytes]) -> None:
-    """Read past the rest of an oversized line, a bounded piece at a time."""
-    while True:
-        piece = fh.readline(_SKIP_PIECE)
-        if not piece or piece.endswith(b"\n"):
-            return
-
-
 def _doc(stem: str, name: str, line: int, value: Any, options: ReadOptions) -> Document:
     meta: dict[str, Any] = {"source": name, "line": line}
     if not isinstance(value, dict):
@@ -295,10 +216,6 @@ def _bad(stem: str, name: str, line: int, raw: str | bytes, reason: str) -> Docu
     return Document(f"{stem}:{line}", {"raw": raw[:2000]}, meta)
 
 
-def _too_large(what: str, cap: int) -> str:
-    return f"{what} is over the {cap}-byte record limit; skipped (split it into smaller records)"
-
-
 def _json_verdict(line: bytes) -> tuple[Any, str]:
     """``(value, "")``, or ``(None, reason)``: what ``json`` says of a line orjson refused."""
     try:
@@ -315,7 +232,7 @@ def _read_jsonl(
     f: InputFile, o: ReadOptions, take: Callable[[], bool], limits: ReadLimits
 ) -> Iterator[Document]:
     cap, stem, name, loads = limits.max_record_bytes, f.stem, f.name, orjson.loads
-    with _open_binary(f, limits) as fh:
+    with open_binary(f.path, f.name, limits) as fh:
         readline = fh.readline
         n = 0
         while True:
@@ -324,9 +241,9 @@ def _read_jsonl(
             if not line:
                 return
             if len(line) > cap and not line.endswith(b"\n"):
-                _skip_line(fh)
+                skip_line(fh)
                 if take():
-                    yield _bad(stem, name, n, line, _too_large("the line", cap))
+                    yield _bad(stem, name, n, line, too_large("the line", cap))
                 continue
             if line.isspace() or not take():
                 continue
@@ -344,8 +261,8 @@ def _read_json(
     f: InputFile, o: ReadOptions, take: Callable[[], bool], limits: ReadLimits
 ) -> Iterator[Document]:
     # A JSON array cannot be streamed with the standard library; such files are small exports.
-    with _open_binary(f, limits) as fh:
-        raw = _read_capped(fh, limits.max_json_bytes)
+    with open_binary(f.path, f.name, limits) as fh:
+        raw = read_capped(fh, limits.max_json_bytes)
     if raw is None:
         raise FileFormatError(
             f"{f.name} is over {limits.max_json_bytes} bytes; a JSON file is read whole, so "
@@ -363,40 +280,18 @@ def _read_json(
             yield _doc(f.stem, f.name, i, value, o)
 
 
-class _RowTooLarge(Exception):
-    """Raised by the line source of a CSV reader when one row outgrows the record limit."""
-
-
-def _bounded_lines(fh: IO[str], cap: int, pending: list[int]) -> Iterator[str]:
-    """The lines of ``fh`` for ``csv.reader``, none longer than ``cap`` and no row either.
-
-    ``pending[0]`` counts the characters of the row being read; the caller
-    zeroes it after each row. A quoted field may span lines, so a row is
-    bounded here, not only a line.
-    """
-    readline = fh.readline
-    while True:
-        line = readline(cap + 1)
-        if not line:
-            return
-        pending[0] += len(line)
-        if pending[0] > cap:
-            raise _RowTooLarge
-        yield line
-
-
 def _read_csv(
     f: InputFile, o: ReadOptions, take: Callable[[], bool], limits: ReadLimits, tsv: bool
 ) -> Iterator[Document]:
     cap, stem, name = limits.max_record_bytes, f.stem, f.name
     # Process-wide, but every reader sets it before reading; the default (128 KiB) is too small.
     csv.field_size_limit(cap)
-    with io.TextIOWrapper(_open_binary(f, limits), encoding="utf-8", newline="") as fh:
+    with io.TextIOWrapper(open_binary(f.path, f.name, limits), encoding="utf-8", newline="") as fh:
         pending = [0]
         # GLUE-style TSV files are unquoted: a stray quote must stay text, not open a field.
         quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
         rows = csv.reader(
-            _bounded_lines(fh, cap, pending), delimiter="\t" if tsv else ",", quoting=quoting
+            bounded_lines(fh, cap, pending), delimiter="\t" if tsv else ",", quoting=quoting
         )
         names = o.columns
         first = 1
@@ -418,53 +313,17 @@ def _read_csv(
                     yield _bad(stem, name, line, "\t".join(row), reason)
                     continue
                 yield _doc(stem, name, line, dict(zip(names, row, strict=True)), o)
-        except (_RowTooLarge, csv.Error, UnicodeDecodeError) as exc:
+        except (RowTooLarge, csv.Error, UnicodeDecodeError) as exc:
             # The reader cannot find the next row's start reliably after this: stop, and say so.
             why = (
-                _too_large("a row", cap)
-                if isinstance(exc, _RowTooLarge)
+                too_large("a row", cap)
+                if isinstance(exc, RowTooLarge)
                 else f"not valid UTF-8 ({exc.reason})"
                 if isinstance(exc, UnicodeDecodeError)
                 else f"not valid CSV ({exc})"
             )
             if take():
                 yield _bad(stem, name, first, "", f"{why}; the rest of the file was skipped")
-
-
-def _row_bytes(arr: Any) -> Any:
-    """Bytes each row of an Arrow array holds once decoded, as a numpy int64 array.
-
-    Strings and binaries count their length, dictionaries the length of the
-    value each row points at, lists and structs the sum of their children, so
-    a row's size is known before it becomes Python objects.
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    t, n = arr.type, len(arr)
-    if pa.types.is_dictionary(t):
-        sizes = _row_bytes(arr.dictionary)
-        idx = arr.indices.fill_null(0).to_numpy(zero_copy_only=False)
-        return sizes[idx] if len(sizes) else np.zeros(n, np.int64)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t):
-        return pc.binary_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    if pa.types.is_large_binary(t):
-        return pc.binary_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
-        child = np.concatenate([[0], np.cumsum(_row_bytes(arr.values))])
-        offsets = arr.offsets.to_numpy(zero_copy_only=False)
-        return child[offsets[1:]] - child[offsets[:-1]]
-    if pa.types.is_struct(t):
-        total = np.zeros(n, np.int64)
-        for child in arr.flatten():
-            total += _row_bytes(child)
-        return total
-    try:
-        width = t.bit_width // 8
-    except ValueError:  # not fixed-width (a fixed-size list, an extension type): share out
-        width = arr.nbytes // max(n, 1)
-    return np.full(n, width, np.int64)
 
 
 def _read_parquet(
@@ -499,7 +358,7 @@ def _read_parquet(
         mask = [take() for _ in range(batch.num_rows)]
         sizes = np.zeros(batch.num_rows, np.int64)
         for column in batch.columns:
-            sizes += _row_bytes(column)
+            sizes += row_bytes(column)
         expanded += int(sizes.sum())
         check(expanded)  # dictionary-encoded values can expand far beyond the file's own sizes
         if any(mask):
@@ -510,7 +369,7 @@ def _read_parquet(
             for i, keep in enumerate(mask):
                 if keep:
                     yield (
-                        _bad(stem, name, row + i + 1, "", _too_large("the row", cap))
+                        _bad(stem, name, row + i + 1, "", too_large("the row", cap))
                         if over[i]
                         else _doc(stem, name, row + i + 1, next(values), o)
                     )
@@ -521,13 +380,13 @@ def _read_text(
     f: InputFile, o: ReadOptions, take: Callable[[], bool], limits: ReadLimits
 ) -> Iterator[Document]:
     cap, stem, name = limits.max_record_bytes, f.stem, f.name
-    with _open_binary(f, limits) as fh:
+    with open_binary(f.path, f.name, limits) as fh:
         if o.text_unit == "file":
             if not take():
                 return
-            raw = _read_capped(fh, cap)
+            raw = read_capped(fh, cap)
             if raw is None:
-                yield _bad(stem, name, 1, "", _too_large("the file", cap))
+                yield _bad(stem, name, 1, "", too_large("the file", cap))
                 return
             try:
                 yield _doc(stem, name, 1, {"text": raw.decode("utf-8")}, o)
@@ -541,9 +400,9 @@ def _read_text(
             if not line:
                 return
             if len(line) > cap and not line.endswith(b"\n"):
-                _skip_line(fh)
+                skip_line(fh)
                 if take():
-                    yield _bad(stem, name, n, line, _too_large("the line", cap))
+                    yield _bad(stem, name, n, line, too_large("the line", cap))
                 continue
             if line.isspace() or not take():
                 continue
@@ -584,10 +443,10 @@ def _read_html(
 ) -> Iterator[Document]:
     if not take():
         return
-    with _open_binary(f, limits) as fh:
-        raw = _read_capped(fh, limits.max_record_bytes)
+    with open_binary(f.path, f.name, limits) as fh:
+        raw = read_capped(fh, limits.max_record_bytes)
     if raw is None:
-        yield _bad(f.stem, f.name, 1, "", _too_large("the page", limits.max_record_bytes))
+        yield _bad(f.stem, f.name, 1, "", too_large("the page", limits.max_record_bytes))
         return
     html = raw.decode("utf-8", errors="replace")
     fields: dict[str, Any] = {"html": html}

@@ -52,7 +52,8 @@ from typing import Any, Literal
 
 from tailorml.data.cancel import stop_check
 from tailorml.data.core import Document, GlobalStep, ShardedGlobalStep, Verdict
-from tailorml.data.readers import ReadLimits, ReadOptions, Shard, input_files, read_documents
+from tailorml.data.limits import ReadLimits
+from tailorml.data.readers import ReadOptions, Shard, input_files, read_documents
 from tailorml.data.recipe import Recipe, Step, load_recipe
 from tailorml.data.trace import OpStats, Profile, Trace, apply_global, apply_stream, screen_reads
 from tailorml.data.writers import (

@@ -34,7 +34,7 @@ SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 @register("job_kind", "dataset")
 def run_dataset(ctx: JobContext) -> dict[str, Any]:
-    from tailorml.data.readers import ReadLimits
+    from tailorml.data.limits import ReadLimits
     from tailorml.data.recipe import validate_recipe
     from tailorml.data.runner import run_pipeline
 
