@@ -2,7 +2,7 @@
 
 Presidio's default engine downloads ``en_core_web_lg`` at start, which fails
 offline, so the NLP engine is configured explicitly (as BASELINES.md says).
-Every record's ``full_text`` goes through ``AnalyzerEngine.analyze`` with the
+Every record's ``full_text`` (presidio-research's name) or ``text`` goes through ``AnalyzerEngine.analyze`` with the
 default recognizers and score threshold; the findings are written to
 ``predictions.json`` as ``[[start, end, entity_type, score], ...]`` per record.
 """
@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--input", type=Path, required=True)
     args = parser.parse_args()
     with args.input.open(encoding="utf-8") as fh:
-        texts = [json.loads(line)["full_text"] for line in fh]
+        rows = [json.loads(line) for line in fh]
+    texts = [r["full_text"] if "full_text" in r else r["text"] for r in rows]
     start = time.perf_counter()
     provider = NlpEngineProvider(
         nlp_configuration={

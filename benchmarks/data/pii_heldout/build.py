@@ -1,0 +1,675 @@
+"""Build the held-out mixed Chinese/English PII set: real sentences with planted PII and look-alikes.
+
+The set was built and frozen *before* the detector was changed for it, so
+its figures say how the detector does on text it was not tuned on. Two
+splits come out, from disjoint carrier sentences and different seeds:
+
+- ``dev.jsonl``: for development; it uses only every other template, so
+  ``test.jsonl`` holds phrasings never seen while tuning.
+- ``test.jsonl``: the held-out set that ``benchmarks/data/pii.py`` scores.
+
+Carrier sentences are real text whose licence allows sharing it with
+attribution (see PROVENANCE.md beside this file): Chinese from the
+alpaca_zh demo set (CC BY-NC 4.0), English from the C4 sample (ODC-BY 1.0)
+and the Alpaca set (CC BY-NC 4.0). Sentences holding an ``@``, ``://`` or a
+run of 5 or more digits are skipped, so the carriers bring no unlabelled PII.
+
+Into each record go one or two planted items, glued to Chinese text the way
+Chinese is written (no spaces) or spaced in English, each with its gold
+span: ``spans`` are PII that must be found (``type`` in the detector's
+names), ``decoys`` are look-alikes that must not be redacted (``kind``:
+VERSION, BAD_OCTET, ORDER_NO, BAD_CN_ID, DATE, AMOUNT). Every planted value
+is generated and checked here: phones with ``phonenumbers`` (valid for
+their region), cards with Luhn, IDs with MOD 11-2, IBANs with mod 97; the
+look-alikes fail the same checks.
+
+Run (writes both splits; the output is deterministic)::
+
+    .venv/bin/python benchmarks/data/pii_heldout/build.py
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import phonenumbers
+
+HERE = Path(__file__).resolve().parent
+DATASETS = HERE.parents[3] / "shared" / "datasets"
+ZH_SOURCE = DATASETS / "instruct_zh" / "alpaca_zh_demo.jsonl"
+EN_SOURCES = (
+    DATASETS / "web_c4_sample" / "c4_demo.jsonl",
+    DATASETS / "instruct_alpaca_en" / "alpaca_5000.jsonl",
+)
+SEEDS = {"dev": 9001, "test": 20261201}
+PER_TYPE = {"dev": 60, "test": 120}  # planted items per PII type and per look-alike kind
+_UNSAFE = re.compile(r"@|://|\d{5}|www\.")
+
+# ---------------------------------------------------------------- carriers
+
+
+def zh_sentences() -> list[str]:
+    out = []
+    for line in ZH_SOURCE.open(encoding="utf-8"):
+        rec = json.loads(line)
+        for field in ("instruction", "output"):
+            for s in re.split(r"(?<=[。！？])", rec[field].replace("\n", "")):
+                s = s.strip()
+                if 8 <= len(s) <= 80 and not _UNSAFE.search(s) and re.search(r"[\u4e00-\u9fff]", s):
+                    out.append(s)
+    return sorted(set(out))
+
+
+def en_sentences() -> list[str]:
+    out = []
+    for path in EN_SOURCES:
+        for line in path.open(encoding="utf-8"):
+            rec = json.loads(line)
+            text = rec.get("text") or rec.get("output", "")
+            for s in re.split(r"(?<=[.!?])\s+", text.replace("\n", " ")):
+                s = s.strip()
+                if 30 <= len(s) <= 200 and not _UNSAFE.search(s) and s.isascii():
+                    out.append(s)
+    return sorted(set(out))
+
+
+# ---------------------------------------------------------------- values
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def luhn_complete(r: random.Random, prefix: str, length: int) -> str:
+    body = prefix + "".join(r.choice("0123456789") for _ in range(length - len(prefix) - 1))
+    return next(body + c for c in "0123456789" if luhn_ok(body + c))
+
+
+def group(digits: str, sizes: tuple[int, ...], sep: str) -> str:
+    parts, i = [], 0
+    for n in sizes:
+        parts.append(digits[i : i + n])
+        i += n
+    if i < len(digits):
+        parts.append(digits[i:])
+    return sep.join(p for p in parts if p)
+
+
+def card(r: random.Random) -> str:
+    kind = r.choice(["visa", "mc", "mc2", "amex", "unionpay", "unionpay19", "discover", "jcb"])
+    prefix, length = {
+        "visa": ("4", 16),
+        "mc": (str(r.randint(51, 55)), 16),
+        "mc2": (str(r.randint(2221, 2720)), 16),
+        "amex": (r.choice(["34", "37"]), 15),
+        "unionpay": ("62" + str(r.randint(1000, 9999)), 16),
+        "unionpay19": ("62" + str(r.randint(1000, 9999)), 19),
+        "discover": ("6011", 16),
+        "jcb": (str(r.randint(3528, 3589)), 16),
+    }[kind]
+    digits = luhn_complete(r, prefix, length)
+    style = r.choice(["plain", "space", "dash"])
+    if style == "plain":
+        return digits
+    sizes = (4, 6, 5) if length == 15 else (4, 4, 4, 4)
+    return group(digits, sizes, " " if style == "space" else "-")
+
+
+def order_number(r: random.Random) -> str:
+    """16 digits that fail Luhn, half of them with a card-like first digit."""
+    while True:
+        first = r.choice("3456") if r.random() < 0.5 else r.choice("123789")
+        digits = first + "".join(r.choice("0123456789") for _ in range(15))
+        if not luhn_ok(digits):
+            return digits
+
+
+CN_REGIONS = ("110105", "310104", "440305", "510107", "330106", "420111", "320102", "610113")
+CN_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def cn_id_body(r: random.Random) -> str:
+    year = r.randint(1950, 2005)
+    return (
+        f"{r.choice(CN_REGIONS)}{year}{r.randint(1, 12):02d}{r.randint(1, 28):02d}"
+        f"{r.randint(0, 999):03d}"
+    )
+
+
+def cn_check(body: str) -> str:
+    return "10X98765432"[sum(int(c) * w for c, w in zip(body, CN_WEIGHTS, strict=True)) % 11]
+
+
+def cn_id(r: random.Random) -> str:
+    body = cn_id_body(r)
+    return body + cn_check(body)
+
+
+def bad_cn_id(r: random.Random) -> str:
+    body = cn_id_body(r)
+    good = cn_check(body)
+    return body + r.choice([c for c in "0123456789X" if c != good])
+
+
+IBAN_BBAN = {  # country: BBAN shape, "n" digit, "a" upper-case letter, "c" either
+    "DE": "n" * 18,
+    "FR": "n" * 10 + "c" * 11 + "nn",
+    "GB": "aaaa" + "n" * 14,
+    "ES": "n" * 20,
+    "NL": "aaaa" + "n" * 10,
+    "IT": "a" + "n" * 10 + "c" * 12,
+    "CH": "n" * 5 + "c" * 12,
+}
+
+
+def iban(r: random.Random) -> str:
+    country = r.choice(sorted(IBAN_BBAN))
+    pick = {
+        "n": "0123456789",
+        "a": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "c": "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ",
+    }
+    bban = "".join(r.choice(pick[k]) for k in IBAN_BBAN[country])
+    rearranged = "".join(str(int(c, 36)) for c in bban + country + "00")
+    compact = f"{country}{98 - int(rearranged) % 97:02d}{bban}"
+    return group(compact, (4,) * 9, " ") if r.random() < 0.6 else compact
+
+
+PHONE_REGIONS = ("CN", "US", "JP", "GB", "DE", "FR", "HK", "AU")
+
+
+def phone(r: random.Random) -> tuple[str, str]:
+    """A valid number of a random region, formatted with or without its country code."""
+    region = r.choice(PHONE_REGIONS)
+    kind = r.choice([phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE])
+    example = phonenumbers.example_number_for_type(region, kind)
+    nsn = str(example.national_number)
+    while True:
+        keep = max(2, len(nsn) - 6)
+        candidate = nsn[:keep] + "".join(r.choice("0123456789") for _ in nsn[keep:])
+        num = phonenumbers.parse("+" + str(example.country_code) + candidate)
+        if phonenumbers.is_valid_number(num):
+            break
+    fmt = r.choice(["E164", "INTERNATIONAL", "NATIONAL", "NATIONAL"])
+    text = phonenumbers.format_number(num, getattr(phonenumbers.PhoneNumberFormat, fmt))
+    if region == "CN" and fmt == "NATIONAL" and r.random() < 0.5:
+        text = text.replace(" ", "")  # 13812345678, as most Chinese write it
+    return text, region
+
+
+def international(text: str, region: str) -> str:
+    """``text`` with its country code: a foreign number with no place named needs one."""
+    num = phonenumbers.parse(text, region)
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+REGION_ZH = {
+    "CN": "",
+    "US": "美国",
+    "JP": "东京",
+    "GB": "伦敦",
+    "DE": "柏林",
+    "FR": "巴黎",
+    "HK": "香港",
+    "AU": "悉尼",
+}
+REGION_EN = {
+    "CN": "Beijing",
+    "US": "New York",
+    "JP": "Tokyo",
+    "GB": "London",
+    "DE": "Berlin",
+    "FR": "Paris",
+    "HK": "Hong Kong",
+    "AU": "Sydney",
+}
+
+
+def email(r: random.Random) -> str:
+    user = r.choice(
+        [
+            "zhang.wei",
+            "li_na",
+            "wangfang88",
+            "service",
+            "kefu",
+            "john.smith",
+            "m.chen",
+            "hr-team",
+            "a.b+tag",
+        ]
+    )
+    user += str(r.randint(0, 999)) if r.random() < 0.5 else ""
+    host = r.choice(
+        [
+            "qq.com",
+            "163.com",
+            "126.com",
+            "gmail.com",
+            "outlook.com",
+            "example.com",
+            "corp.example.cn",
+            "sina.com.cn",
+            "mail.tsinghua.edu.cn",
+        ]
+    )
+    return f"{user}@{host}"
+
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def rand(r: random.Random, n: int, alphabet: str = _ALNUM) -> str:
+    return "".join(r.choice(alphabet) for _ in range(n))
+
+
+def api_key(r: random.Random) -> str:
+    kind = r.randrange(7)
+    if kind == 0:
+        return "sk-" + rand(r, 48)
+    if kind == 1:
+        return "sk-proj-" + rand(r, 40, _ALNUM + "_-")
+    if kind == 2:
+        return "ghp_" + rand(r, 36)
+    if kind == 3:
+        return "AKIA" + rand(r, 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+    if kind == 4:
+        return "AIza" + rand(r, 35, _ALNUM + "_-")
+    if kind == 5:
+        return "xoxb-" + "-".join(rand(r, n, "0123456789") for n in (11, 12)) + "-" + rand(r, 24)
+    return "sk_live_" + rand(r, 24)
+
+
+def ipv4(r: random.Random) -> str:
+    first = r.choice([10, 172, 192, 8, 61, 114, 202, 223, r.randint(1, 223)])
+    return ".".join(
+        str(x) for x in (first, r.randint(0, 255), r.randint(0, 255), r.randint(1, 254))
+    )
+
+
+def ipv6(r: random.Random) -> str:
+    groups = [f"{r.randint(0, 0xFFFF):x}" for _ in range(8)]
+    if r.random() < 0.5:
+        return "2001:db8:" + ":".join(groups[2:5]) + "::" + groups[7]
+    return "fe80::" + ":".join(groups[4:])
+
+
+def ip_address(r: random.Random) -> str:
+    return ipv4(r) if r.random() < 0.7 else ipv6(r)
+
+
+def url_credentials(r: random.Random) -> tuple[str, str]:
+    """(the whole URL, the ``user:password`` part that is the PII)."""
+    user = r.choice(["admin", "deploy", "root", "git", "ci-bot", "zhangsan"])
+    pw = rand(r, r.randint(8, 16), _ALNUM + "!$%")
+    host = r.choice(
+        ["git.example.com", "db.internal.example.cn", "192.168.10.5:5432", "registry.example.org"]
+    )
+    scheme = r.choice(["https", "postgres", "mysql", "ftp", "redis"])
+    return f"{scheme}://{user}:{pw}@{host}/data", f"{user}:{pw}"
+
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国志红晓文玉梅鹏飞宇浩然子涵欣怡思远佳琪雨婷俊杰嘉豪诗雅梓萱一鸣海燕春生"
+
+
+def cn_name(r: random.Random) -> str:
+    return r.choice(SURNAMES) + "".join(r.choice(GIVEN) for _ in range(r.choice([1, 2, 2])))
+
+
+def us_ssn(r: random.Random) -> str:
+    return f"{r.randint(100, 665):03d}-{r.randint(10, 99):02d}-{r.randint(1000, 9999):04d}"
+
+
+# ---------------------------------------------------------------- look-alikes
+
+
+def version(r: random.Random) -> str:
+    kind = r.randrange(3)
+    if kind == 0:
+        return f"v{r.randint(1, 20)}.{r.randint(0, 20)}.{r.randint(0, 200)}.{r.randint(0, 300)}"
+    if kind == 1:
+        return f"10.0.{r.randint(10000, 22631)}.{r.randint(1, 4000)}"  # a Windows build
+    return ".".join(str(r.randint(0, 30)) for _ in range(5))  # a longer dotted number
+
+
+def bad_octet(r: random.Random) -> str:
+    octets = [r.choice([10, 172, 192]), r.randint(0, 255), r.randint(0, 255), r.randint(1, 254)]
+    octets[r.randrange(1, 4)] = r.randint(256, 999)
+    return ".".join(map(str, octets))
+
+
+def date(r: random.Random) -> str:
+    y, m, d = r.randint(1990, 2026), r.randint(1, 12), r.randint(1, 28)
+    return r.choice(
+        [
+            f"{y}-{m:02d}-{d:02d}",
+            f"{y}/{m:02d}/{d:02d}",
+            f"{y}年{m}月{d}日",
+            f"{d:02d}.{m:02d}.{y}",
+            f"{y}{m:02d}{d:02d}",
+            f"{m:02d}/{d:02d}/{y}",
+        ]
+    )
+
+
+def amount(r: random.Random) -> str:
+    value = r.randint(100, 99_999_999)
+    cents = r.randint(0, 99)
+    return r.choice(
+        [
+            f"¥{value:,}.{cents:02d}",
+            f"${value:,}.{cents:02d}",
+            f"{value:,}元",
+            f"人民币{value}元",
+            f"€{value:,}",
+            f"{value / 100:,.2f} USD",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- templates
+# Each item kind: (value generator, zh templates, en templates); "{v}" is the
+# planted value and its gold span; "{where}" a place name for foreign phones.
+
+Gen = Callable[[random.Random], "str | tuple[str, str]"]
+
+ITEMS: dict[str, tuple[Gen, list[str], list[str]]] = {
+    "EMAIL": (
+        email,
+        [
+            "投诉信已经发到{v}了",
+            "我的邮箱是{v}",
+            "有问题请发邮件至{v}，谢谢",
+            "邮箱：{v}",
+            "简历请投递{v}并注明岗位",
+            "联系邮箱{v}（工作日回复）",
+        ],
+        [
+            "Please send the report to {v} by Friday.",
+            "Contact: {v}",
+            "my email is {v}, thanks",
+            "Reach us at <{v}>.",
+        ],
+    ),
+    "API_KEY": (
+        api_key,
+        [
+            "key是{v}",
+            "把token{v}填进配置里就行",
+            "API密钥：{v}",
+            "密钥{v}已经泄露了",
+            "用这个{v}调接口",
+            "令牌为{v}请勿外传",
+        ],
+        [
+            "export OPENAI_API_KEY={v}",
+            "The token is {v} and it expires tomorrow.",
+            "use key {v} for staging",
+            'api_key: "{v}"',
+        ],
+    ),
+    "PHONE": (
+        phone,
+        [
+            "电话{v}",
+            "{where}办公室电话：{v}",
+            "手机{v}，随时联系",
+            "请拨打{v}联系前台",
+            "有事打我手机{v}",
+            "{where}分公司的号码是{v}",
+            "联系方式{v}（微信同号）",
+        ],
+        [
+            "Call me at {v}.",
+            "Our {where} office: {v}",
+            "phone {v} (mobile)",
+            "Tel: {v}",
+            "You can reach the {where} desk on {v} anytime.",
+        ],
+    ),
+    "CN_ID": (
+        cn_id,
+        [
+            "身份证号{v}",
+            "身份证：{v}，请核对",
+            "证件号码{v}已登记",
+            "我的身份证是{v}",
+            "身份证号码为{v}的旅客请到前台",
+        ],
+        ["ID card number {v}", "Resident ID: {v}", "her Chinese ID is {v}"],
+    ),
+    "CREDIT_CARD": (
+        card,
+        [
+            "卡号{v}",
+            "信用卡{v}已经绑定",
+            "请用尾号对应的卡{v}付款",
+            "银行卡号：{v}",
+            "我刷的是{v}这张卡",
+        ],
+        [
+            "card number {v}",
+            "Charge it to {v} please.",
+            "Visa/MC: {v}",
+            "paid with card {v} yesterday",
+        ],
+    ),
+    "IBAN": (
+        iban,
+        ["IBAN：{v}", "请汇款到{v}", "收款账户{v}（德国）", "国际汇款账号{v}"],
+        [
+            "IBAN {v}",
+            "Wire the deposit to {v}.",
+            "account: {v}",
+            "Bank details: IBAN {v}, BIC DEUTDEFF",
+        ],
+    ),
+    "IP_ADDRESS": (
+        ip_address,
+        [
+            "服务器IP是{v}",
+            "登录地址{v}异常",
+            "请把{v}加入白名单",
+            "来自{v}的请求被拦截了",
+            "内网地址：{v}",
+        ],
+        [
+            "The server at {v} is down.",
+            "login from {v} blocked",
+            "whitelist {v} please",
+            "ssh into {v} and restart",
+        ],
+    ),
+    "URL_CREDENTIALS": (
+        url_credentials,
+        ["仓库地址{v}", "数据库连接串是{v}", "用{v}拉取代码", "配置：{v}"],
+        ["clone it from {v}", "DSN {v}", "the backup goes to {v} nightly"],
+    ),
+    "PERSON": (
+        cn_name,
+        [
+            "联系人：{v}",
+            "{v}经理说明天再来",
+            "我叫{v}，是这家店的老顾客",
+            "感谢{v}的耐心帮助",
+            "请转交{v}签收",
+            "负责人{v}已经处理",
+            "前台的{v}态度很好",
+        ],
+        [],
+    ),
+    "US_SSN": (
+        us_ssn,
+        ["美国社会安全号{v}"],
+        ["SSN: {v}", "social security number {v}", "her SSN is {v}"],
+    ),
+    # look-alikes (decoys)
+    "VERSION": (
+        version,
+        [
+            "升级到{v}以后就闪退",
+            "版本号{v}",
+            "固件版本：{v}",
+            "用的是{v}的客户端",
+            "系统版本{v}，还是有这个问题",
+        ],
+        [
+            "After updating to {v} the app crashes.",
+            "version {v}",
+            "build {v} fixes it",
+            "running {v} on all hosts",
+        ],
+    ),
+    "BAD_OCTET": (
+        bad_octet,
+        ["地址{v}格式不对", "填的是{v}吗", "配置里写成了{v}"],
+        ["{v} is not a valid address", "the log shows {v}", "typo: {v}"],
+    ),
+    "ORDER_NO": (
+        order_number,
+        [
+            "订单号{v}",
+            "快递单号：{v}，还没到",
+            "物流单号{v}查不到",
+            "订单编号{v}请尽快发货",
+            "退款单号{v}",
+        ],
+        ["order number {v}", "tracking number {v}", "Order #{v} has shipped.", "ref {v}"],
+    ),
+    "BAD_CN_ID": (
+        bad_cn_id,
+        ["编号{v}", "工单{v}已关闭", "流水号：{v}", "档案号{v}"],
+        ["record {v}", "case no. {v}", "batch {v}"],
+    ),
+    "DATE": (
+        date,
+        ["{v}入住", "订单日期{v}", "于{v}发货", "有效期至{v}"],
+        ["on {v}", "Dated {v}.", "expires {v}", "since {v}"],
+    ),
+    "AMOUNT": (
+        amount,
+        ["一共花了{v}", "退款{v}已到账", "房费{v}一晚", "合计：{v}"],
+        ["total {v}", "refund of {v}", "it cost {v}", "balance: {v}"],
+    ),
+}
+DECOYS = ("VERSION", "BAD_OCTET", "ORDER_NO", "BAD_CN_ID", "DATE", "AMOUNT")
+
+
+def plant(r: random.Random, kind: str, lang: str, split: str) -> tuple[str, int, int]:
+    """One planted clause in ``lang`` and the span of its value in it."""
+    gen, zh, en = ITEMS[kind]
+    templates = zh if lang == "zh" or not en else en
+    if split == "dev":
+        templates = templates[::2]
+    template = r.choice(templates)
+    value = gen(r)
+    where = ""
+    if kind == "PHONE":
+        value, region = value  # type: ignore[misc]
+        where = (REGION_ZH if template in zh else REGION_EN)[region]
+        if "{where}" not in template and region != "CN" and not value.startswith("+"):
+            value = international(value, region)
+        if not where:
+            template = template.replace("{where}", "北京" if template in zh else "Beijing")
+    shown = value
+    if kind == "URL_CREDENTIALS":
+        shown, value = value  # type: ignore[misc]
+    clause = template.replace("{where}", where)
+    head, tail = clause.split("{v}")
+    start = len(head) + shown.index(value)
+    return head + shown + tail, start, start + len(value)
+
+
+def build(split: str) -> list[dict]:
+    r = random.Random(SEEDS[split])
+    zh_all, en_all = zh_sentences(), en_sentences()
+    # Disjoint carriers: dev takes every third sentence, test the rest.
+    pick = (lambda i: i % 3 == 0) if split == "dev" else (lambda i: i % 3 != 0)
+    zh = [s for i, s in enumerate(zh_all) if pick(i)]
+    en = [s for i, s in enumerate(en_all) if pick(i)]
+    items = [k for k in ITEMS for _ in range(PER_TYPE[split])]
+    r.shuffle(items)
+    records = []
+    while items:
+        kinds = [items.pop()]
+        if items and r.random() < 0.35:
+            kinds.append(items.pop())
+        lang = "zh" if "PERSON" in kinds or r.random() < 0.6 else "en"
+        if lang == "en" and not all(ITEMS[k][2] for k in kinds):
+            lang = "zh"
+        carriers = zh if lang == "zh" else en
+        sep = "" if lang == "zh" else " "
+        end = "。" if lang == "zh" else ""
+        parts: list[tuple[str, list[tuple[int, int, str]]]] = [(r.choice(carriers), [])]
+        for kind in kinds:
+            clause, s, e = plant(r, kind, lang, split)
+            if lang == "zh" and not clause.endswith(("。", "）", "！")):
+                clause += r.choice(["。", "，", "！"])
+            parts.insert(r.randrange(len(parts) + 1), (clause, [(s, e, kind)]))
+        text, spans, decoys = "", [], []
+        for i, (piece, marks) in enumerate(parts):
+            if i:
+                text += sep
+            for s, e, kind in marks:
+                entry = {"start": len(text) + s, "end": len(text) + e}
+                entry["value"] = piece[s:e]
+                if kind in DECOYS:
+                    decoys.append({**entry, "kind": kind})
+                else:
+                    spans.append({**entry, "type": kind})
+            text += piece
+        if lang == "zh" and not text.endswith(("。", "！", "？")):
+            text += end
+        records.append(
+            {
+                "id": f"{split}-{len(records):04d}",
+                "lang": lang,
+                "text": text,
+                "spans": spans,
+                "decoys": decoys,
+            }
+        )
+    # Records with nothing planted: the carriers alone must stay untouched.
+    for _ in range(PER_TYPE[split]):
+        lang = "zh" if r.random() < 0.6 else "en"
+        text = r.choice(zh if lang == "zh" else en)
+        records.append(
+            {
+                "id": f"{split}-{len(records):04d}",
+                "lang": lang,
+                "text": text,
+                "spans": [],
+                "decoys": [],
+            }
+        )
+    r.shuffle(records)
+    for rec in records:
+        for s in rec["spans"] + rec["decoys"]:
+            assert rec["text"][s["start"] : s["end"]] == s["value"]
+    return records
+
+
+def main() -> None:
+    for split in SEEDS:
+        records = build(split)
+        with (HERE / f"{split}.jsonl").open("w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        n_spans = sum(len(r["spans"]) for r in records)
+        n_decoys = sum(len(r["decoys"]) for r in records)
+        print(f"{split}: {len(records)} records, {n_spans} PII spans, {n_decoys} look-alikes")
+
+
+if __name__ == "__main__":
+    main()
