@@ -35,9 +35,14 @@ TOOLS = BENCH / "tools"
 VENVS = WORK / "venvs"
 
 
+def driver_of(tool: str) -> str:
+    """The driver name of a tool: ``tailorml@REV`` (an older revision) runs ``tailorml``'s."""
+    return tool.split("@", 1)[0]
+
+
 def python_of(tool: str) -> Path:
     """The interpreter a tool runs under: the project's .venv for TailorML, else its own venv."""
-    venv = ROOT / ".venv" if tool == "tailorml" else VENVS / tool
+    venv = ROOT / ".venv" if driver_of(tool) == "tailorml" else VENVS / tool
     python = venv / "bin" / "python"
     if not python.exists():
         raise SystemExit(
@@ -46,8 +51,12 @@ def python_of(tool: str) -> Path:
     return python
 
 
-def bench_env(threads: int = 2) -> dict[str, str]:
-    """The child's environment: pinned thread counts, offline hubs, no stray caches."""
+def bench_env(threads: int = 2, src: Path | None = None) -> dict[str, str]:
+    """The child's environment: pinned thread counts, offline hubs, no stray caches.
+
+    ``src`` (default the checkout's ``src/``) goes first on ``PYTHONPATH``: an
+    exported older revision's source is imported instead of the working tree's.
+    """
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
         env[name] = str(threads)
@@ -56,7 +65,7 @@ def bench_env(threads: int = 2) -> dict[str, str]:
         HF_DATASETS_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
         PYTHONHASHSEED="0",
-        PYTHONPATH=str(ROOT / "src"),
+        PYTHONPATH=str(src or ROOT / "src"),
     )
     env.pop("VIRTUAL_ENV", None)
     return env
@@ -127,16 +136,21 @@ def run_tool(
     mode: str,
     timeout: float = 600,
     threads: int = 2,
+    src: Path | None = None,
 ) -> Measurement:
-    """Run ``tools/<tool>_run.py`` with ``driver_args`` in a fresh ``workdir``; measure it."""
+    """Run ``tools/<driver>_run.py`` with ``driver_args`` in a fresh ``workdir``; measure it.
+
+    ``src``: the TailorML source folder the child imports (see ``bench_env``).
+    """
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    cmd = [str(python_of(tool)), str(TOOLS / f"{tool}_run.py"), "--workdir", str(workdir)]
+    driver = TOOLS / f"{driver_of(tool)}_run.py"
+    cmd = [str(python_of(tool)), str(driver), "--workdir", str(workdir)]
     cmd += driver_args
     load = os.getloadavg()
     log = (workdir / "driver.log").open("w")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=bench_env(threads), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=bench_env(threads, src), stdout=log, stderr=subprocess.STDOUT)
     sampler = TreeSampler(proc.pid)
     sampler.start()
     try:
