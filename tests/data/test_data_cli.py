@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,51 @@ def test_run_takes_the_operators_record_limit(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "--max-record-mib", "0.004"])
     assert result.exit_code == 0, result.output
     assert "read 2, wrote 1, removed 1" in result.output
+
+
+def _reviews() -> Path:
+    src = DATA / "chnsenticorp" / "dev.tsv"
+    if not src.is_file():
+        pytest.skip(f"shared datasets not found at {src} (see shared/datasets/README.md)")
+    return src
+
+
+def test_check_warns_when_a_recipe_removes_much_of_a_sample(tmp_path: Path) -> None:
+    """Gopher's web rules on Chinese reviews: the warning names them before a full run."""
+    recipe = tmp_path / "web.yaml"
+    recipe.write_text(
+        "name: web\nread: {rename: {text_a: text}}\nsteps:\n  - op: normalize\n  - op: quality\n"
+    )
+    result = runner.invoke(app, ["check", str(recipe), str(_reviews()), "--sample", "200"])
+    assert result.exit_code == 0, result.output
+    assert "sample: 200 records" in result.output
+    assert "warning: the recipe removes" in result.output and "most by quality" in result.output
+    assert "quality: words N < N" in result.output  # the reason that removed most
+    strict = runner.invoke(
+        app, ["check", str(recipe), str(_reviews()), "--sample", "200", "--strict"]
+    )
+    assert strict.exit_code == 1 and "warning" in strict.output
+
+
+def test_check_is_quiet_for_short_text_filters_on_reviews(tmp_path: Path) -> None:
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text(
+        "name: short\nread: {rename: {text_a: text}}\nsteps:\n  - op: normalize\n"
+        "  - op: boilerplate\n  - op: repetition\n  - op: gibberish\n  - op: exact_dedup\n"
+    )
+    src = tmp_path / "mixed.jsonl"
+    junk = ["默认好评", "好好好好好好好好", "asdfghjkl", "！！！！！！"]
+    rows = [{"text": t} for t in junk] + [
+        {"text": f"第{i}天：房间干净，早餐丰富"} for i in range(16)
+    ]
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    result = runner.invoke(app, ["check", str(recipe), str(src)])
+    assert result.exit_code == 0, result.output
+    assert "sample: 20 records, 4 removed (20.0%)" in result.output
+    assert "warning" not in result.output  # 20 % is the limit, not over it
+    lower = runner.invoke(app, ["check", str(recipe), str(src), "--max-removed", "0.1"])
+    assert "warning: the recipe removes 20.0%" in lower.output
+    for op in ("boilerplate", "repetition", "gibberish"):
+        assert f"  {op}: " in lower.output
+    quiet = runner.invoke(app, ["check", str(recipe), str(_reviews()), "--sample", "300"])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output, quiet.output

@@ -1,4 +1,4 @@
-"""``tailor data``: run a recipe, list the operators, check a recipe.
+"""``tailor data``: run a recipe, list the operators, check a recipe (on a sample of the inputs).
 
 Each command is one typed function over the library (``run_pipeline``,
 ``op_catalog``, ``load_recipe``); the platform's ``tailor`` command mounts
@@ -9,11 +9,14 @@ status 1 rather than a traceback: they say what to fix.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tailorml.errors import TailorError
+
+if TYPE_CHECKING:
+    from tailorml.data.recipe import Recipe
 
 app = typer.Typer(help="Prepare data: clean, filter, deduplicate and augment with a recipe.")
 
@@ -137,8 +140,27 @@ def ops() -> None:
 
 
 @app.command()
-def check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")]) -> None:
-    """Validate RECIPE and print every problem at once."""
+def check(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Input files or folders: run the recipe on a sample of them."),
+    ] = None,
+    sample: Annotated[int, typer.Option(min=1, help="Records read from the inputs.")] = 1000,
+    max_removed: Annotated[
+        float,
+        typer.Option(min=0, max=1, help="Warn when the recipe removes more than this share."),
+    ] = 0.2,
+    strict: Annotated[bool, typer.Option(help="Exit with status 1 when it warns.")] = False,
+) -> None:
+    """Validate RECIPE and print every problem at once; given INPUTS, try it on a sample.
+
+    The recipe runs in this process on the first ``--sample`` records, and a
+    warning names the operators that removed most when more than
+    ``--max-removed`` of the sample would go: a filter made for other data
+    (``quality`` is for web documents) shows before a full run. Global steps
+    (dedup) see only the sample, so they remove less than on the whole input.
+    """
     from tailorml.data.recipe import RecipeError, load_recipe
     from tailorml.data.runner import plan_stages
 
@@ -150,3 +172,67 @@ def check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")]) -> 
     typer.echo(f"{loaded.name}: {len(loaded.steps)} steps, OK")
     for stage in plan_stages(loaded.steps):
         typer.echo(f"  {stage.name} [{stage.kind}]: {', '.join(s.op for s in stage.steps)}")
+    if not inputs:
+        return
+    try:
+        read, removals = sample_removals(loaded, inputs, sample)
+    except TailorError as exc:
+        _fail(exc)
+        return
+    removed = sum(n for _, n, _ in removals)
+    share = removed / read if read else 0.0
+    typer.echo(f"sample: {read} records, {removed} removed ({share:.1%})")
+    for op, n, reason in removals:
+        typer.echo(f"  {op}: {n} ({n / read:.1%}), most often {reason!r}")
+    if read and share > max_removed:
+        top = [f"{op} ({n / read:.1%})" for op, n, _ in removals[:3]]
+        typer.secho(
+            f"warning: the recipe removes {share:.1%} of the sample, over {max_removed:.0%}; "
+            f"most by {', '.join(top)}. Check that these operators suit this data "
+            "(their parameters, or another recipe) before a full run.",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+        if strict:
+            raise typer.Exit(1)
+
+
+def sample_removals(
+    recipe: Recipe, inputs: list[Path], sample: int
+) -> tuple[int, list[tuple[str, int, str]]]:
+    """Run ``recipe`` in this process on the first ``sample`` records of ``inputs``.
+
+    Returns how many records were read and, per operator that removed any,
+    ``(op, removed, most frequent reason)``, most removals first.
+    """
+    import itertools
+    import tempfile
+
+    from tailorml.data.readers import read_documents
+    from tailorml.data.runner import plan_stages
+    from tailorml.data.trace import Trace, apply_global, apply_stream, screen_reads
+
+    with tempfile.TemporaryDirectory(prefix="tailor-check-") as tmp:
+        trace = Trace(Path(tmp) / "removed.jsonl")
+        try:
+            docs = list(
+                screen_reads(itertools.islice(read_documents(inputs, recipe.read), sample), trace)
+            )
+            read = trace.stats[-1].docs_in
+            for stage in plan_stages(recipe.steps):
+                ops = [(s.index, s.op, s.build()) for s in stage.steps]
+                for _, _, op in ops:
+                    op.setup()
+                if stage.kind == "stream":
+                    docs = list(apply_stream(docs, ops, trace))
+                else:
+                    index, name, op = ops[0]
+                    docs = list(apply_global(docs, index, name, op, trace))  # type: ignore[arg-type]
+        finally:
+            trace.close(ok=False)
+    rows = [
+        (st.op, st.removed, max(st.reasons, key=st.reasons.__getitem__))
+        for st in trace.stats.values()
+        if st.removed
+    ]
+    return read, sorted(rows, key=lambda row: -row[1])

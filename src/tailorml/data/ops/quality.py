@@ -1,4 +1,10 @@
-"""The ``quality`` filter: Gopher's heuristic rules for web text (Rae et al. 2021, appendix A).
+"""The ``quality`` filter: Gopher's heuristic rules for web documents (Rae et al. 2021, appendix A).
+
+It is for web documents (crawled pages of hundreds of words), not for short
+records: at its defaults it drops every record under 50 words, which is
+most reviews, questions, titles and chat turns. For those use
+``repetition``, ``gibberish`` and ``boilerplate``, as the shipped
+classification and chat recipes do.
 
 Each rule is a threshold parameter (``None`` switches it off) and a dropped
 record's reason names the rule and the value that failed it, e.g.
@@ -165,7 +171,11 @@ def repetition_ratios(
 
 @register("data_op", "quality")
 class GopherQualityFilter(Filter):
-    """Drop web text that Gopher's rules flag as boilerplate, lists, spam or machine-made."""
+    """For web documents (50+ words): drop pages Gopher's rules flag as lists, spam or junk.
+
+    Not for short records (reviews, questions, chat): use ``repetition``,
+    ``gibberish`` and ``boilerplate`` there.
+    """
 
     name: ClassVar[str] = "quality"
     Params: ClassVar[type[BaseModel]] = QualityParams

@@ -1,0 +1,235 @@
+"""repetition, gibberish, boilerplate and frequent_text on real reviews and planted junk.
+
+Kept: real one-line reviews in Chinese (ChnSentiCorp) and English (SST-2),
+including the ones that stretch a rule (repeated punctuation, one
+onomatopoeia run, a doubled word). Dropped: junk of every kind, in both
+scripts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tailorml.data.core import Document, Filter, GlobalStep, Verdict
+from tailorml.data.ops.boilerplate import BoilerplateFilter, FrequentTextFilter, normal_form
+from tailorml.data.ops.gibberish import GibberishFilter, is_mash, row_run_share
+from tailorml.data.ops.repetition import RepetitionFilter, repeated_share
+from tailorml.data.recipe import load_recipe, op_class
+from tailorml.registry import lookup
+
+# Real records of the shared sets that stretch a rule and must stay.
+KEPT_ZH = [
+    "明明买了6本书，只到了3本，也没有说是什么原因，以后怎么信的过？？？？？？？？？？？",
+    "不知是硬盘还是什么东西 已运行咔咔咔咔咔咔咔咔响个不停，很有节奏，可以当鼓点听",
+    "商品的不足暂时还没发现，京东的订单处理速度实在.......周二就打包完成，周五才发货...",
+    "這間酒店環境和服務態度亦算不錯,但房間空間太小~~不宣容納太大件行李~~且房間格調還可以~~",
+    "２００１年来福州就住在这里，这次感觉房间就了点，温泉水还是有的．总的来说很满意．",
+    "不错不错",
+    "好评！！！！！",
+    "很好",
+    "房间很大很干净很舒服，下次还住",
+]
+KEPT_EN = [
+    "it 's a charming and often affecting journey . ",
+    "unflinchingly bleak and desperate ",
+    "good good",
+    "sooooo good",
+    "Great hotel, friendly staff!!!",
+    "The iPhone 12 works with my MacBook and YouTube, no problem.",
+    "NSFW, HTTP and USB-C: all fine",
+    "its strengths were the rhythm and the acting",
+    "were",
+]
+JUNK = {
+    "repetition": [
+        "好好好好好好好好",
+        "哈哈哈哈哈哈哈哈哈哈",
+        "非常不错的非常不错的非常不错的非常不错的",
+        "好评好评好评好评好评",
+        "great great great great",
+        "very good, very good, very good!",
+        "hahahahahaha",
+        "aaaaaaaaaa",
+        "666666",
+        "The room was clean. The room was clean. The room was clean.",
+        "房间很干净，服务也很好。房间很干净，服务也很好。",
+        "the room was clean and the staff were friendly the room was clean and the staff were friendly",
+    ],
+    "gibberish": [
+        "asdfghjkl",
+        "qwerqwer",
+        "sdkfjhsdkfjh",
+        "aSdFgHjK",
+        "x7Yq2Lp9",
+        "sdfg hjkl xcvb",
+        "！！！！！！",
+        "#$%^&*()",
+        "～～～～～～",
+        "。。。。。。",
+        "??????",
+        "👍👍👍👍",
+        "asdf",
+    ],
+    "boilerplate": [
+        "默认好评",
+        "此用户没有填写评价。",
+        "评价方未及时做出评价,系统默认好评!",
+        "This user did not leave a review.",
+        "N/A",
+        "n/a",
+        "无",
+        "ＮＯ ＣＯＭＭＥＮＴ",
+        "None",
+    ],
+}
+FILTERS = {
+    "repetition": RepetitionFilter,
+    "gibberish": GibberishFilter,
+    "boilerplate": BoilerplateFilter,
+}
+
+
+def _verdict(f: Filter, text: str) -> Verdict:
+    return f.keep(Document("x", {"text": text}))
+
+
+@pytest.mark.parametrize("kind", sorted(JUNK))
+def test_each_kind_of_junk_is_dropped_by_its_filter(kind: str) -> None:
+    f = FILTERS[kind]()
+    for text in JUNK[kind]:
+        verdict = _verdict(f, text)
+        assert not verdict.keep, (kind, text)
+        assert verdict.reason.startswith(f"{kind}: "), verdict.reason
+
+
+@pytest.mark.parametrize("kind", sorted(FILTERS))
+def test_stretching_real_reviews_are_kept(kind: str) -> None:
+    f = FILTERS[kind]()
+    for text in KEPT_ZH + KEPT_EN:
+        verdict = _verdict(f, text)
+        assert verdict.keep, (kind, text, verdict.reason)
+
+
+@pytest.mark.parametrize("kind", sorted(FILTERS))
+def test_real_review_sets_are_kept(kind: str, zh_reviews: list[str], sst2: list[str]) -> None:
+    """At most 1 % of ChnSentiCorp dev and of SST-2 dev go at the defaults."""
+    f = FILTERS[kind]()
+    for texts in (zh_reviews, sst2):
+        dropped = [t for t in texts if not _verdict(f, t).keep]
+        assert len(dropped) <= 0.01 * len(texts), (kind, dropped[:10])
+
+
+def test_the_reasons_name_the_measure_and_its_value() -> None:
+    assert RepetitionFilter().check("好好好好好好好好") == "repetition: char_repeat 0.88 > 0.5"
+    reason = RepetitionFilter().check("great great great great")
+    assert reason is not None and reason.startswith("repetition: char_repeat 0.75")
+    assert GibberishFilter().check("！！！！！！") == "gibberish: symbol_ratio 1.00 > 0.5"
+    assert GibberishFilter().check("asdfghjkl") == "gibberish: mash_ratio 1.00 > 0.5"
+
+
+def test_repeated_share_measures_copies() -> None:
+    assert repeated_share("不错不错", 3) == 0.5  # a doubled word: exactly half, kept at 0.5
+    assert repeated_share("不错不错不错", 3) == pytest.approx(4 / 6)
+    assert repeated_share("abcdefgh", 3) == 0.0
+    assert repeated_share(["very", "good", "very", "good", "very", "good"], 3) == pytest.approx(
+        4 / 6
+    )
+
+
+def test_measures_switch_off_and_scripts_have_their_own_limits() -> None:
+    assert RepetitionFilter(max_char_repeat_cjk=None).check("好好好好好好好好") is None
+    assert RepetitionFilter(max_char_repeat_cjk=None).check("aaaaaaaa") is not None
+    assert RepetitionFilter(max_char_repeat=None, max_word_repeat=None).check("aaaaaaaa") is None
+    assert GibberishFilter(max_symbol_ratio=None).check("！！！！！！") is None
+    assert GibberishFilter(max_mash_ratio=None).check("asdfghjkl") is None
+    # A doubled sentence goes, a doubled short exclamation stays.
+    f = RepetitionFilter()
+    assert f.check("The staff were lovely. The staff were lovely.") is not None
+    assert f.check("不错！不错！") is None
+
+
+def test_a_line_of_cjk_is_never_mash() -> None:
+    f = GibberishFilter()
+    for text in ["的一是不了人我在有他这为之大来以个中上们", "ｱｲｳｴｵ", "安い！安い！"]:
+        assert f.check(text) is None, text
+    # One odd identifier in a Chinese review is a small share of its letters.
+    assert f.check("订单号x7Yq2Lp9，快递很快，包装完好，东西也不错") is None
+
+
+def test_mash_tokens() -> None:
+    assert row_run_share("were") == 0.75 and row_run_share("asdf") == 1.0
+    for word in ["liberty", "property", "rhythm", "strength", "iPhone", "LaTeX", "mp3", "T480s"]:
+        assert not is_mash(word), word
+    for word in ["asdfgh", "poiuy", "qwerqwer", "sdfkjh", "aSdFgH", "a8f7g6h5"]:
+        assert is_mash(word), word
+
+
+def test_boilerplate_compares_a_normal_form_and_takes_more_phrases() -> None:
+    assert normal_form("Ｎ/Ａ!") == "na"
+    f = BoilerplateFilter(phrases=["该用户觉得商品较好，给出了好评"], markers=["自动好评"])
+    assert not _verdict(f, "该用户觉得商品较好,给出了好评。").keep
+    assert not _verdict(f, "超过15天未评价，系统自动好评").keep
+    assert _verdict(f, "无线网络很好用").keep  # "无" only as the whole record
+    assert _verdict(BoilerplateFilter(use_defaults=False), "默认好评").keep
+
+
+def test_frequent_text_drops_every_copy_of_a_template() -> None:
+    spam = [f"加微信{n}领取优惠券，先到先得" for n in range(1000, 1030)]
+    common = ["很好"] * 40  # short replies many customers write are not templates
+    rest = [f"第{i}条评论：房间干净，早餐丰富，位置方便" for i in range(500)]
+    docs = [Document(f"d{i}", {"text": t}) for i, t in enumerate(spam + common + rest)]
+    # The rest differ only in numbers, so with digits masked they are one big template too.
+    out = list(FrequentTextFilter(mask_digits=False).run(iter(docs)))
+    assert [d.id for d, _ in out] == [d.id for d in docs]
+    dropped = {d.id for d, v in out if not v.keep}
+    assert dropped == set()  # without masking, each spam text is unique
+    out = list(FrequentTextFilter(max_share=0.05).run(iter(docs)))
+    dropped_texts = [d.fields["text"] for d, v in out if not v.keep]
+    assert len(dropped_texts) == 500 + 30 and "很好" not in dropped_texts
+    reason = next(v.reason for _, v in out if not v.keep)
+    assert reason.startswith("frequent_text: ") and "records" in reason
+
+
+def test_shipped_short_text_recipes_use_the_new_filters_not_quality() -> None:
+    from pathlib import Path
+
+    recipes = Path(__file__).resolve().parents[3] / "recipes"
+    for name in ("classification-cleanup", "chat-sft-cleanup"):
+        ops = [s.op for s in load_recipe(recipes / f"{name}.yaml").steps]
+        assert "quality" not in ops and {"repetition", "gibberish", "boilerplate"} <= set(ops)
+    assert "web documents" in (op_class("quality").__doc__ or "")
+
+
+@pytest.mark.parametrize("name", ["repetition", "gibberish", "boilerplate", "frequent_text"])
+def test_operator_contract(name: str, zh_reviews: list[str], sst2: list[str]) -> None:
+    cls = lookup("data_op", name)
+    assert cls.name == name and cls.Params.model_config.get("extra") == "forbid"
+    assert cls.__doc__ and sys.modules[cls.__module__].__doc__
+    assert all(f.description for f in cls.Params.model_fields.values()), name
+    op = cls()
+    op.setup()
+    docs = [
+        Document("zh", {"text": zh_reviews[0], "label": "1"}),
+        Document("en", {"text": sst2[0]}),
+        Document(
+            "chat",
+            {
+                "messages": [
+                    {"role": "user", "content": "好好好好好好"},
+                    {"role": "assistant", "content": "嗯"},
+                ]
+            },
+        ),
+        Document("empty", {"text": ""}),
+    ]
+    if isinstance(op, Filter):
+        verdicts = [op.keep(d) for d in docs]
+    else:
+        assert isinstance(op, GlobalStep)
+        out = list(op.run(iter(docs)))
+        assert [d.id for d, _ in out] == [d.id for d in docs]
+        verdicts = [v for _, v in out]
+    assert all(isinstance(v, Verdict) and (v.keep or v.reason) for v in verdicts)
+    assert verdicts[0].keep and verdicts[1].keep
