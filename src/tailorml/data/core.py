@@ -10,8 +10,9 @@ method:
   stream (deduplication, decontamination, label quality) and runs as its own
   stage in a pipeline;
 - ``ShardedGlobalStep``: a GlobalStep that drops records and can also run as
-  ``summarize`` per shard, ``decide`` once over the summaries, then a
-  per-shard drop, so the workers share the work (near-dedup).
+  ``summarize`` per shard, an optional parallel ``merge``, ``decide`` once
+  over the summaries, then a per-shard drop, so the workers share the work
+  (near-dedup).
 
 Operators register with ``@register("data_op", "name")`` and take their
 parameters as a pydantic model ``Params`` (``extra="forbid"``), which is how
@@ -186,13 +187,17 @@ class GlobalStep(Operator):
 
 
 class ShardedGlobalStep(GlobalStep):
-    """A dropping GlobalStep the runner splits into three stages, as datatrove does for dedup.
+    """A dropping GlobalStep the runner splits into phases, as datatrove does for dedup.
 
     ``summarize`` runs per shard, in the workers, and writes a compact summary
     of the shard's records under ``stem`` (signatures, hashes and ids: no
-    record bodies). ``decide`` runs once over every shard's summary and
-    returns, per shard, ``{position: reason}`` of the records to drop; it may
-    read records back with ``docs_of(shard)``. The runner then streams each
+    record bodies). If ``merge_tasks()`` is above 0, that many ``merge``
+    tasks then run in the workers over every shard's summary (near-dedup:
+    one per LSH band, merging sorted runs into candidate pairs beside the
+    stems). ``decide`` runs once and yields ``(shard, position, reason)`` of
+    the records to drop, in ascending shard, then position order, so the
+    runner writes them as they come instead of holding them; it may read
+    records back with ``docs_of(shard)``. The runner then streams each
     shard again in the workers and drops those positions. Rows are ordered
     by shard, then position, which is what "first occurrence" means here.
     ``run`` stays the in-memory form for direct library use.
@@ -201,7 +206,15 @@ class ShardedGlobalStep(GlobalStep):
     def summarize(self, docs: Iterable[Document], stem: Path) -> None:
         raise NotImplementedError
 
+    def merge_tasks(self) -> int:
+        """How many ``merge`` tasks run between ``summarize`` and ``decide`` (0: no merge phase)."""
+        return 0
+
+    def merge(self, stems: list[Path], part: int, parts: int) -> None:
+        """Task ``part`` of ``parts`` of the merge phase, over every shard's summary."""
+        raise NotImplementedError
+
     def decide(
         self, stems: list[Path], docs_of: Callable[[int], Iterator[Document]]
-    ) -> list[dict[int, str]]:
+    ) -> Iterator[tuple[int, int, str]]:
         raise NotImplementedError

@@ -5,12 +5,14 @@ Consecutive Mapper/Filter steps form one *streaming* stage, split into
 (deduplication, label quality, augmentation) is a stage of its own.
 
 A ``ShardedGlobalStep`` (near-dedup) runs as datatrove runs MinHash
-dedup, in three phases of its stage: ``summarize`` per shard in the
-workers (near-dedup: signatures, ids, shingle sets; no record bodies),
-``decide`` once over the summaries (which records to drop, and why), then
-``apply`` per shard in the workers (stream the shard again and drop those).
-Records are ordered by shard, then position. Every phase has its own
-completion markers, so a rerun resumes inside the stage.
+dedup, in phases of its stage: ``summarize`` per shard in the workers
+(near-dedup: signatures, ids, shingle sets, sorted band-key runs; no record
+bodies), ``merge`` in the workers when the step asks for it (near-dedup:
+one task per band), ``decide`` once (which records to drop, and why,
+streamed to one drops file per shard), then ``apply`` per shard in the
+workers (stream the shard and its drops file again, drop those). Records
+are ordered by shard, then position. Every phase has its own completion
+markers, so a rerun resumes inside the stage.
 
 Any other global stage gathers everything in one task: the step's ``run``
 sees the merged stream of the previous stage's shards, and its output is
@@ -27,7 +29,7 @@ Layout of ``output_dir``::
     _work/<stage>/part-*.jsonl  intermediate stage outputs
     _work/<stage>/summary-*, drops-*.jsonl  a sharded global step's phases
     _done/<stage>-00000         completion markers (holding the shard's stats)
-    _done/<stage>.summarize-00000, <stage>.decide-00000  the same for its phases
+    _done/<stage>.summarize-00000, <stage>.merge-00000, <stage>.decide-00000  its phases
 
 Progress is reported per finished shard (``done``/``total`` shards and the
 records written so far): shards run in other processes or on other
@@ -96,7 +98,7 @@ def plan_stages(steps: list[Step]) -> list[Stage]:
     return stages
 
 
-Phase = Literal["run", "summarize", "decide", "apply"]
+Phase = Literal["run", "summarize", "merge", "decide", "apply"]
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class ShardTask:
     last: bool
     phase: Phase = "run"
     work: tuple[str, ...] = ()
-    """summarize: the summary stem; decide: every shard's stem; apply: the drops file."""
+    """summarize: the summary stem; merge, decide: every shard's stem; apply: the drops file."""
     sources: tuple[tuple[tuple[str, ...], Shard], ...] = ()
     """decide: each shard's inputs and selection, to read records back."""
     limits: ReadLimits = ReadLimits()
@@ -136,17 +138,21 @@ def _readable(
 class _DropListed(GlobalStep):
     """The ``apply`` phase of a ShardedGlobalStep: drop the positions ``decide`` listed."""
 
-    def __init__(self, drops: dict[int, str]):
-        self.drops = drops
+    def __init__(self, drops: Iterator[tuple[int, str]]):
+        self.drops = drops  # ascending positions: walked beside the shard, never held
 
     def run(self, docs: Iterable[Document]) -> Iterator[tuple[Document, Verdict]]:
+        upcoming = next(self.drops, None)
         for pos, doc in enumerate(docs):
-            reason = self.drops.get(pos)
-            yield doc, Verdict.ok() if reason is None else Verdict.drop(reason)
+            if upcoming is not None and upcoming[0] == pos:
+                yield doc, Verdict.drop(upcoming[1])
+                upcoming = next(self.drops, None)
+            else:
+                yield doc, Verdict.ok()
 
 
 def _run_phase(task: ShardTask) -> dict[str, Any]:
-    """``summarize`` one shard or ``decide`` over all of them; then write the marker."""
+    """``summarize`` one shard, ``merge`` or ``decide`` over all of them; then write the marker."""
     step = task.steps[0]
     op = step.build()
     assert isinstance(op, ShardedGlobalStep)  # the planner only makes phases for these
@@ -154,16 +160,15 @@ def _run_phase(task: ShardTask) -> dict[str, Any]:
     op.setup()
     if task.phase == "summarize":
         op.summarize(_readable(task.inputs, task.read, task.shard, task.limits), Path(task.work[0]))
+    elif task.phase == "merge":
+        op.merge([Path(s) for s in task.work], task.shard.rank, task.shard.world)
     else:
         sources = task.sources
         drops = op.decide(
             [Path(s) for s in task.work],
             lambda r: _readable(sources[r][0], task.read, sources[r][1], task.limits),
         )
-        for path, listed in zip(task.outputs, drops, strict=True):
-            with AtomicFile(Path(path)) as fh:
-                for pos in sorted(listed):
-                    fh.write(dumps([pos, listed[pos]]) + "\n")
+        _write_drops(task.outputs, drops)
     # Only the time: the op's counts come from the ``apply`` phase, which sees every record.
     st = OpStats(step.op, step.index, "GlobalStep", seconds=time.perf_counter() - start)
     result = {"stage": task.stage, "rank": task.shard.rank, "written": 0,
@@ -172,14 +177,33 @@ def _run_phase(task: ShardTask) -> dict[str, Any]:
     return result
 
 
-def _load_drops(path: str) -> dict[int, str]:
+def _write_drops(paths: tuple[str, ...], drops: Iterable[tuple[int, int, str]]) -> None:
+    """One drops file per shard, written as ``decide`` yields (ascending shard, then position)."""
+    files = [AtomicFile(Path(p)) for p in paths]
+    last = (-1, -1)
+    try:
+        for shard, pos, reason in drops:
+            assert (shard, pos) > last, "decide must yield drops in shard, then position order"
+            last = (shard, pos)
+            files[shard].write(dumps([pos, reason]) + "\n")
+    except BaseException:
+        for fh in files:
+            fh.abort()
+        raise
+    for fh in files:
+        fh.commit()
+
+
+def _load_drops(path: str) -> Iterator[tuple[int, str]]:
     with open(path, encoding="utf-8") as fh:
-        return {int(pos): reason for pos, reason in map(json.loads, fh)}
+        for line in fh:
+            pos, reason = json.loads(line)
+            yield int(pos), reason
 
 
 def run_shard(task: ShardTask) -> dict[str, Any]:
     """Run one shard: read, apply the steps, write outputs and removed records, then the marker."""
-    if task.phase in ("summarize", "decide"):
+    if task.phase in ("summarize", "merge", "decide"):
         return _run_phase(task)
     ops = [(s.index, s.op, s.build()) for s in task.steps]
     for _, _, op in ops:
@@ -436,9 +460,13 @@ def _tasks(
         stems = [str(work / f"summary-{r:05d}") for r in range(shards)]
         drops = [str(work / f"drops-{r:05d}.jsonl") for r in range(shards)]
         sources = tuple((tuple(i), sh) for i, sh in split)
+        op = stage.steps[0].build()
+        merges = op.merge_tasks() if isinstance(op, ShardedGlobalStep) else 0
         return [
             ("summarize", [task(r, sh, i, [], "summarize", work=(stems[r],))
                            for r, (i, sh) in enumerate(split)]),
+            *([("merge", [task(r, Shard(r, merges, chunk), [], [], "merge", work=tuple(stems))
+                          for r in range(merges)])] if merges else []),
             ("decide", [task(0, Shard(0, 1, chunk), [], drops, "decide", work=tuple(stems),
                              sources=sources)]),
             ("apply", [task(r, sh, i, [parts[r]], "apply", work=(drops[r],))

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from tailorml.data.core import Document
+from tailorml.data.ops.dedup_lsh import bands_for
 from tailorml.data.ops.dedup_minhash import (
     MinHashDedup,
     MinHashParams,
-    _bands_for,
     exact_jaccard,
     find_duplicate_clusters,
     minhash_signatures,
@@ -169,8 +169,8 @@ def test_banding_and_empty_texts() -> None:
     assert optimal_bands(0.7, 112) == (18, 6)
     assert optimal_bands(0.7, 112, fp_weight=0.5) == (12, 9)  # datasketch's choice
     # Exact confirmation tunes the bands for 0.6: a pair at 0.7 is a candidate 98% of the time.
-    assert _bands_for(MinHashParams(), exact=True) == (22, 5)
-    assert _bands_for(MinHashParams(bands=8), exact=True) == (8, 14)
+    assert bands_for(MinHashParams(), exact=True) == (22, 5)
+    assert bands_for(MinHashParams(bands=8), exact=True) == (8, 14)
     params = MinHashParams()
     sig = minhash_signatures(["", "   ", "!!!"], params)
     assert (sig == np.iinfo(np.uint32).max).all()
