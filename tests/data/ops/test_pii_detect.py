@@ -126,3 +126,114 @@ def test_entity_selection_and_order(presidio: list[dict]) -> None:
     assert all(text[s.start : s.end] == s.text and s.type in ENTITY_TYPES for s in spans)
     assert all(s.type == "EMAIL" for s in detect_pii(text, ["EMAIL"]))
     assert detect_pii(text, []) == []
+
+
+# --- Script-aware boundaries, checksums and look-alikes (mixed Chinese/English) ---
+
+
+@pytest.mark.parametrize(
+    ("text", "etype", "value"),
+    [
+        ("投诉信已经发到name@example.com了", "EMAIL", "name@example.com"),
+        ("邮箱：li_na88@mail.tsinghua.edu.cn，谢谢", "EMAIL", "li_na88@mail.tsinghua.edu.cn"),
+        ("key是sk-R6QspjMl2TD09rg4rliQ1VCm2vcub7FmdiDZ已经失效", "API_KEY", None),
+        ("把tokenghp_eUZozK72hSLRx8notwqmY3sN7o0u2YkdLVUh填进去", "API_KEY", None),
+        ("密钥AKIAIOSFODNN7EXAMPLE泄露了", "API_KEY", "AKIAIOSFODNN7EXAMPLE"),
+        ("仓库地址https://deploy:s3cr3tPassw0rd@git.example.com/a.git", "URL_CREDENTIALS", None),
+        ("身份证号11010519491231002X请核对", "CN_ID", "11010519491231002X"),
+        ("收款账户DE89370400440532013000（德国）", "IBAN", "DE89370400440532013000"),
+        ("服务器IP是192.168.1.10异常", "IP_ADDRESS", "192.168.1.10"),
+        ("请把2001:db8::8a2e:370:7334加入白名单", "IP_ADDRESS", "2001:db8::8a2e:370:7334"),
+    ],
+)
+def test_cjk_next_to_an_entity_neither_hides_it_nor_joins_it(
+    text: str, etype: str, value: str | None
+) -> None:
+    found = [s for s in detect_pii(text) if s.type == etype]
+    assert len(found) == 1, detect_pii(text)
+    span = found[0]
+    # The finding stops at the CJK text on both sides.
+    assert span.text.isascii() and span.text == text[span.start : span.end]
+    if value is not None:
+        assert span.text == value
+
+
+def test_task_words_are_not_keys() -> None:
+    # The ASCII boundary still guards the provider prefixes inside ordinary words.
+    assert detect_pii("see task-management-system-design-document for details") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "订单号5404494115350244请尽快发货",  # 16 digits, Luhn fails
+        "tracking number 4111111111111112",  # a Visa prefix, Luhn fails
+        "编号510107199605113987已登记",  # an ID with a wrong check character
+        "ID 11010519491231003X",  # one digit changed in GB 11643's sample
+        "IBAN GB83 WEST 1234 5698 7654 32",  # mod 97 fails
+    ],
+)
+def test_failed_checksums_are_kept(text: str) -> None:
+    assert detect_pii(text) == [], detect_pii(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "升级到v5.11.69.107以后就闪退",
+        "After updating to V2.4.10.1 the app crashes.",
+        "build 10.0.19045.2965 fixes it",
+        "固件版本：1.2.3.4",
+        "version 4.2.1.0 is out",
+        "a longer dotted number 1.2.3.4.5",
+        "地址192.168.1.256格式不对",
+        "the log shows 10.0.300.1",
+        "typo: 172.71.337.136 1) restart",
+    ],
+)
+def test_versions_and_out_of_range_octets_are_kept(text: str) -> None:
+    assert detect_pii(text) == [], detect_pii(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2023-05-17入住",
+        "有效期至20230517",
+        "于2004年12月9日发货",
+        "合计：¥1,280.00",
+        "人民币36744246元",
+    ],
+)
+def test_dates_and_amounts_are_kept(text: str) -> None:
+    assert detect_pii(text) == [], detect_pii(text)
+
+
+def test_context_words_move_confidence() -> None:
+    card = "4111111111111111"  # Luhn-valid Visa test number
+    plain = detect_pii(f"paid with {card} yesterday")[0]
+    named = detect_pii(f"卡号{card}")[0]
+    assert named.type == plain.type == "CREDIT_CARD"
+    assert named.confidence > plain.confidence >= 0.5
+    # An order number that happens to pass Luhn is left alone; naming the card too keeps it.
+    assert detect_pii(f"订单号{card}") == []
+    assert detect_pii(f"订单号{card}", min_confidence=0.3)[0].confidence < plain.confidence
+    assert detect_pii(f"订单已用卡号{card}支付")[0].type == "CREDIT_CARD"
+    # A dotted quad after a version word is a version.
+    assert detect_pii("版本号 10.2.3.4") == [] and detect_pii("IP 10.2.3.4")[0].confidence > 0.7
+
+
+def test_min_confidence_bounds_what_is_returned() -> None:
+    text = "电话13812345678，card 4111111111111111，ssn 123-45-6789"
+    spans = detect_pii(text, min_confidence=0.0)
+    assert {s.type for s in spans} == {"PHONE", "CREDIT_CARD", "US_SSN"}
+    assert all(0.0 <= s.confidence <= 1.0 for s in spans)
+    strict = detect_pii(text, min_confidence=0.95)
+    assert all(s.confidence >= 0.95 for s in strict) and len(strict) < len(spans)
+
+
+def test_chinese_reviews_have_few_false_alarms(zh_reviews: list[str]) -> None:
+    found = Counter(s.type for text in zh_reviews for s in detect_pii(text))
+    # Measured: 1,200 ChnSentiCorp reviews hold no personal data of these kinds
+    # but many prices, dates, room and model numbers.
+    assert sum(found.values()) <= 3, found

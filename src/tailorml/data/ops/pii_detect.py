@@ -6,8 +6,13 @@ scan can rule it out. One fast scan (about 140 MB/s) finds the runs of
 digits; the number-shaped patterns (cards, IDs, IBANs, SSNs, IPv4, phones)
 run only in windows around them. E-mail patterns run only around an ``@``,
 IPv6 only around ``hex:hex``, provider keys only when their literal prefix
-occurs. Overlapping findings are resolved by a fixed priority (an e-mail
-beats the phone number inside it), then by length.
+occurs. Phones are validated with libphonenumber (``pii_phone``).
+
+Every finding has a confidence: the finder's (a checksum or a valid phone
+number scores higher than a bare shape), moved up or down by context words
+in Chinese and English (``pii_context``). Findings under ``min_confidence``
+are dropped; the rest are resolved by a fixed priority (an e-mail beats the
+phone number inside it), then by length.
 
 Presidio was considered: it runs patterns of the same kind behind a spaCy
 pipeline applied to every text, and its default engine downloads a spaCy
@@ -19,8 +24,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from tailorml.data.ops import pii_patterns as pat
+from tailorml.data.ops.pii_context import adjust
+from tailorml.data.ops.pii_phone import DEFAULT_REGIONS, find_phone
 
 # Every type detected here, in priority order for overlaps.
 ENTITY_TYPES = (
@@ -28,8 +36,8 @@ ENTITY_TYPES = (
     "EMAIL",
     "API_KEY",
     "IBAN",
+    "CN_ID",  # before cards: an ID's date and check character are the stronger evidence
     "CREDIT_CARD",
-    "CN_ID",
     "US_SSN",
     "IP_ADDRESS",
     "PHONE",
@@ -43,8 +51,9 @@ _NUMERIC: dict[str, tuple[Callable[[str, int, int], pat.Spans], int]] = {
     "CN_ID": (pat.find_cn_id, 17),
     "US_SSN": (pat.find_us_ssn, 9),
     "IP_ADDRESS": (pat.find_ipv4, 4),
-    "PHONE": (pat.find_phone, 7),
+    "PHONE": (find_phone, 7),
 }
+MIN_CONFIDENCE = 0.5
 _DIGIT_RUN_RE = re.compile(r"\d[\d .()+/-]*")
 _HEX = frozenset("0123456789abcdefABCDEF:")
 # How far around an anchor an entity may reach: an IBAN is at most 42
@@ -55,12 +64,13 @@ _EMAIL_BEFORE, _EMAIL_AFTER = 64, 255
 
 @dataclass(slots=True, frozen=True)
 class Span:
-    """One finding: ``text[start:end]`` is an entity of ``type``."""
+    """One finding: ``text[start:end]`` is an entity of ``type``, with ``confidence`` in [0, 1]."""
 
     start: int
     end: int
     type: str
     text: str
+    confidence: float = 1.0
 
 
 def _merge(ranges: Iterable[tuple[int, int]], n: int) -> list[tuple[int, int]]:
@@ -107,42 +117,61 @@ def _ipv6_windows(text: str) -> list[tuple[int, int]]:
     return _merge(anchors, len(text))
 
 
-def _candidates(text: str, wanted: frozenset[str]) -> Iterator[tuple[int, int, str]]:
+def _candidates(
+    text: str, wanted: frozenset[str], region: str, regions: tuple[str, ...]
+) -> Iterator[tuple[int, int, str, float]]:
     n = len(text)
     if "@" in text:
         if "EMAIL" in wanted:
             for lo, hi in _merge(_char_windows(text, "@", _EMAIL_BEFORE, _EMAIL_AFTER), n):
-                yield from ((s, e, "EMAIL") for s, e in pat.find_email(text, lo, hi))
+                yield from ((s, e, "EMAIL", c) for s, e, c in pat.find_email(text, lo, hi))
         if "URL_CREDENTIALS" in wanted and "://" in text:
-            yield from ((s, e, "URL_CREDENTIALS") for s, e in pat.find_url_credentials(text, 0, n))
+            found = pat.find_url_credentials(text, 0, n)
+            yield from ((s, e, "URL_CREDENTIALS", c) for s, e, c in found)
     if "API_KEY" in wanted:
-        yield from ((s, e, "API_KEY") for s, e in pat.find_api_key(text, 0, n))
+        yield from ((s, e, "API_KEY", c) for s, e, c in pat.find_api_key(text, 0, n))
     numeric = [(t, f, k) for t, (f, k) in _NUMERIC.items() if t in wanted]
     if numeric:
+        phone = partial(find_phone, region=region, regions=regions)
         for lo, hi, digits in _numeric_windows(text):
             for etype, find, min_digits in numeric:
                 if digits >= min_digits:
-                    yield from ((s, e, etype) for s, e in find(text, lo, min(hi, n)))
+                    finder = phone if etype == "PHONE" else find
+                    found = finder(text, lo, min(hi, n))
+                    yield from ((s, e, etype, c) for s, e, c in found)
     if "IP_ADDRESS" in wanted and ":" in text:
         for lo, hi in _ipv6_windows(text):
-            yield from ((s, e, "IP_ADDRESS") for s, e in pat.find_ipv6(text, lo, hi))
+            yield from ((s, e, "IP_ADDRESS", c) for s, e, c in pat.find_ipv6(text, lo, hi))
 
 
-def detect_pii(text: str, entities: Iterable[str] | None = None) -> list[Span]:
+def detect_pii(
+    text: str,
+    entities: Iterable[str] | None = None,
+    *,
+    region: str = "CN",
+    regions: tuple[str, ...] = DEFAULT_REGIONS,
+    min_confidence: float = MIN_CONFIDENCE,
+) -> list[Span]:
     """Every entity of the given types (default: all of ``ENTITY_TYPES``), non-overlapping, in order.
 
-    Types this module does not detect (``PERSON`` needs a model, see
+    ``region`` is the default region of phone numbers written without a
+    country code; ``regions`` are the others tried for them. Types this
+    module does not detect (``PERSON`` needs a tagger, see
     ``pii.PiiRedactor``) are ignored here.
     """
     wanted = frozenset(ENTITY_TYPES if entities is None else entities)
-    found = sorted(
-        set(_candidates(text, wanted)), key=lambda f: (_PRIORITY[f[2]], f[0] - f[1], f[0])
-    )
+    found = []
+    for start, end, etype, confidence in set(_candidates(text, wanted, region, regions)):
+        confidence = adjust(text, start, end, etype, confidence)
+        if confidence >= min_confidence:
+            found.append((start, end, etype, confidence))
     if not found:
         return []
-    taken: list[tuple[int, int, str]] = []
-    for start, end, etype in found:
-        if all(end <= s or start >= e for s, e, _ in taken):
-            taken.append((start, end, etype))
+    found.sort(key=lambda f: (_PRIORITY[f[2]], f[0] - f[1], f[0]))
+    taken: list[tuple[int, int, str, float]] = []
+    for cand in found:
+        start, end = cand[0], cand[1]
+        if all(end <= t[0] or start >= t[1] for t in taken):
+            taken.append(cand)
     taken.sort()
-    return [Span(s, e, t, text[s:e]) for s, e, t in taken]
+    return [Span(s, e, t, text[s:e], c) for s, e, t, c in taken]
