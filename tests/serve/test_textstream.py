@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tailorml.serve.textstream import IncrementalDecoder, StopStringCutter
+from tailorml.serve.tokenizer import HFTokenizer
 
 from .conftest import TinyModels, alpaca_instructions, dataset
 
@@ -28,7 +29,7 @@ def sharegpt_replies(n: int) -> list[str]:
 
 
 def stream_text(tokenizer, ids: list[int]) -> list[str]:
-    decoder = IncrementalDecoder(tokenizer)
+    decoder = IncrementalDecoder(HFTokenizer(tokenizer))
     pieces = [decoder.push(i) for i in ids]
     return pieces + [decoder.flush()]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     )
     max_loaded_models: int = Field(4, description="Models the serving engine keeps in memory.")
     torch_threads: int = Field(0, description="Threads torch may use; 0 leaves torch's default.")
+    serve_device: str = Field(
+        "cpu",
+        description="Where served models run: cpu, cuda, cuda:N, or auto (a GPU when torch sees "
+        "one).",
+    )
+    serve_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto",
+        description="Precision of served models; auto is float32 on a CPU (bf16 is two orders of "
+        "magnitude slower on CPUs without bf16 units) and half precision on a GPU.",
+    )
 
     @field_validator("outbound_allow", mode="before")
     @classmethod

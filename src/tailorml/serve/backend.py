@@ -1,14 +1,27 @@
-"""The contract between the engine and a serving backend.
+"""The contract between the engine and a serving backend, shaped like vLLM's engine API.
 
-The engine owns everything a client sees: request checks, prompt
-rendering, token counting, context limits, stop strings, streaming and the
-LRU of loaded models. A backend owns only the weights and the arithmetic:
-load a base, run the token loop of one request, pool hidden states, score
-classes. Backends register as ``register("serving_backend", name)``; the
-PyTorch one ("torch") is the default, and a later vLLM backend implements
-the same methods with continuous batching behind ``generate``, which is
-why it takes one request and returns an iterator rather than a finished
-answer.
+The engine owns what a client sees: request checks, prompt rendering,
+context limits, stop strings, text streaming, and the LRU of loaded bases.
+A backend loads a base into a ``LoadedBase``, which owns the weights, the
+tokenizers and a scheduler. The engine asks it for a ``Tokenizer`` (per
+adapter: an adapter carries the chat template it was trained with),
+renders and encodes with it, submits a ``GenerationRequest`` (prompt ids,
+``SamplingParams`` with stops, the adapter as a per-request
+``AdapterRequest``) and reads a stream of ``GenerationStep``; closing the
+stream aborts the request.
+
+This is how vLLM's OpenAI layer calls its engine
+(``get_tokenizer(lora_request)``, then ``generate(prompt, sampling_params,
+request_id, lora_request=...)``), so a vLLM backend maps each type one to
+one: ``AdapterRequest`` to ``LoRARequest``, ``SamplingParams`` to its own,
+the delta of each ``RequestOutput`` to a ``GenerationStep``, closing the
+stream to ``abort(request_id)``, its tokenizer to ``HFTokenizer``.
+
+Stop token ids are checked in one place, the backend's scheduler, which
+ends the sequence there (freeing its slot) and says so; stop strings need
+the decoded text, so the engine cuts them. Backends register as
+``register("serving_backend", name)``; the PyTorch one ("torch") is the
+default.
 """
 
 from __future__ import annotations
@@ -17,45 +30,130 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from tailorml.serve.loading import BaseSpec, LoadedModel
+from tailorml.errors import InvalidRequestError
+from tailorml.serve.bases import AdapterRequest, BaseSpec
+
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to pick each next token of one request."""
+    """How to pick each next token of one request, and where it ends."""
 
     max_tokens: int
     temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
     seed: int | None = None
-    stop_token_ids: frozenset[int] = frozenset()
+    stop: tuple[str, ...] = ()  # strings: the engine cuts the text at the first one
+    stop_token_ids: frozenset[int] = frozenset()  # tokens: the backend ends the sequence
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation, as the engine submits it to a loaded base."""
+
+    request_id: str
+    prompt_ids: tuple[int, ...]
+    params: SamplingParams
+    adapter: AdapterRequest | None = None  # None: the bare base
+
+
+@dataclass(frozen=True)
+class GenerationStep:
+    """What one request gained since the last step: new token ids and, at the end, why.
+
+    ``token_ids`` holds every generated token, the stop token included (it
+    counts as a completion token, as in OpenAI's usage and vLLM's outputs);
+    ``stop_token_id`` is set when the last of them is a stop token, which is
+    never shown as text. A stream ends after the step with ``finish_reason``.
+    """
+
+    token_ids: tuple[int, ...]
+    finish_reason: str | None = None  # "stop" or "length"
+    stop_token_id: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Where and how a backend places the bases it loads (from the serving settings)."""
+
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto" (a GPU when there is one)
+    dtype: str = "auto"  # "auto" (see bases.resolve_dtype), "float32", "float16", "bfloat16"
+    max_adapters: int = 16  # adapters resident on one base; the least recent is evicted
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.dtype not in ("auto", *DTYPES):
+            problems.append(f"dtype must be 'auto' or one of {DTYPES}, got {self.dtype!r}")
+        if not self.device:
+            problems.append("device must name a device ('cpu', 'cuda', 'cuda:1' or 'auto')")
+        if self.max_adapters < 1:
+            problems.append(f"max_adapters_per_base must be at least 1, got {self.max_adapters}")
+        if problems:
+            raise InvalidRequestError(
+                "The serving settings are invalid: " + "; ".join(problems) + "."
+            )
+
+
+class Tokenizer(Protocol):
+    """Text to token ids and back, for one model and adapter (safe to call from any thread)."""
+
+    def encode(self, text: str, *, special: bool) -> list[int]:
+        """Token ids of ``text``; ``special`` adds the model's bos/cls/sep tokens."""
+        ...
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of ``ids``, special tokens skipped and spaces left as they are."""
+        ...
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt for ``messages`` under the model's own chat template."""
+        ...
+
+
+class LoadedBase(Protocol):
+    """One base model a backend holds: weights, tokenizers, adapters and a scheduler."""
+
+    spec: BaseSpec
+    max_positions: int | None  # the model's own position limit, if it has one
+    labels: tuple[str, ...]  # a classifier's class names in id order (may be LABEL_i)
+
+    def tokenizer(self, adapter: AdapterRequest | None) -> Tokenizer:
+        """The tokenizer requests with ``adapter`` use (its own, when it ships one)."""
+        ...
+
+    def stop_token_ids(self, adapter: AdapterRequest | None) -> frozenset[int]:
+        """Token ids that end an answer: the model's and tokenizer's eos, and turn ends."""
+        ...
+
+    def add_adapter(self, adapter: AdapterRequest) -> None:
+        """Load ``adapter`` now (if it is not resident), so a broken one fails before a stream."""
+        ...
+
+    def remove_adapter(self, name: str) -> bool:
+        """Free an adapter's weights; False when it was not resident."""
+        ...
+
+    def has_adapter(self, name: str) -> bool:
+        """Whether adapter ``name`` is resident now."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:
+        """Schedule ``request`` and stream its steps; closing the stream aborts it."""
+        ...
+
+    def embed(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:
+        """Mean-pooled, L2-normalised last hidden states, one vector per input."""
+        ...
+
+    def classify(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:
+        """Class probabilities (softmax), one row per input, in label-id order."""
+        ...
 
 
 class ServingBackend(Protocol):
     """What a registered ``serving_backend`` provides to ``Engine``."""
 
-    def load(self, spec: BaseSpec, device: str, max_adapters: int) -> LoadedModel:
-        """Load the base weights ``spec`` names."""
-        ...
-
-    def generate(
-        self,
-        model: LoadedModel,
-        adapter: str | None,
-        prompt_ids: list[int],
-        params: SamplingParams,
-    ) -> Iterator[int]:
-        """Yield new token ids, up to ``max_tokens``, ending after any stop token."""
-        ...
-
-    def embed(
-        self, model: LoadedModel, adapter: str | None, batch: list[list[int]]
-    ) -> list[list[float]]:
-        """Mean-pooled, L2-normalised last hidden states, one vector per input."""
-        ...
-
-    def classify(
-        self, model: LoadedModel, adapter: str | None, batch: list[list[int]]
-    ) -> list[list[float]]:
-        """Class probabilities (softmax), one row per input, in label-id order."""
+    def load(self, spec: BaseSpec, config: LoadConfig) -> LoadedBase:
+        """Load the base weights ``spec`` names, placed as ``config`` says."""
         ...

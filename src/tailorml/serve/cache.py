@@ -1,14 +1,16 @@
-"""The engine's LRU of loaded base models and the adapters registered on them.
+"""The engine's LRU of loaded base models, and which base and adapter each ref runs on.
 
 At most ``max_loaded`` bases stay in memory; using one marks it recent and
 loading one more drops the least recently used. A LoRA fine-tune does not
 count as a model of its own: its adapter rides on its base (see
-``loading.py``) and each base keeps at most ``max_adapters`` adapters.
+``bases.py``) and each base keeps at most ``LoadConfig.max_adapters``
+adapters.
 
 A base is loaded once even when several threads ask for it at the same
-time (a lock per base folder), while requests for other, already loaded
-models go on meanwhile. A request holding a model that gets evicted keeps
-its reference and finishes; the memory is freed when it is done.
+time (a lock per base), while requests for other, already loaded models go
+on meanwhile. A request holding a model that gets evicted keeps its
+reference and finishes; the memory is freed when it is done. What base a
+ref runs on is read from its folder once per ref, not per request.
 """
 
 from __future__ import annotations
@@ -17,49 +19,60 @@ import threading
 from collections import OrderedDict
 
 from tailorml.errors import InvalidRequestError
-from tailorml.serve.backend import ServingBackend
-from tailorml.serve.loading import BaseSpec, LoadedModel, adapter_name, base_spec
+from tailorml.serve.backend import LoadConfig, LoadedBase, ServingBackend
+from tailorml.serve.bases import AdapterRequest, BaseSpec, adapter_request, base_spec
 from tailorml.serve.models import ModelRef
+
+MAX_SPECS = 4096  # refs whose base spec is remembered (a few hundred bytes each)
 
 
 class ModelCache:
     """Loaded bases by ``BaseSpec``, least recently used first."""
 
-    def __init__(
-        self, backend: ServingBackend, device: str, max_loaded: int, max_adapters: int
-    ) -> None:
-        if max_loaded < 1 or max_adapters < 1:
+    def __init__(self, backend: ServingBackend, config: LoadConfig, max_loaded: int) -> None:
+        if max_loaded < 1:
             raise InvalidRequestError(
-                "max_loaded and max_adapters_per_base must be at least 1; raise them in the "
-                "serving settings.",
+                "max_loaded must be at least 1; raise it in the serving settings.",
                 param="max_loaded",
             )
         self._backend = backend
-        self._device = device
+        self._config = config
         self._max_loaded = max_loaded
-        self._max_adapters = max_adapters
         self._lock = threading.Lock()
-        self._bases: OrderedDict[BaseSpec, LoadedModel] = OrderedDict()
+        self._bases: OrderedDict[BaseSpec, LoadedBase] = OrderedDict()
         self._loading: dict[BaseSpec, threading.Lock] = {}
+        self._specs: OrderedDict[ModelRef, BaseSpec] = OrderedDict()
         # public model id -> where it lives, for loaded() and unload()
         self._keys: dict[str, tuple[BaseSpec, str | None]] = {}
 
-    def get(self, ref: ModelRef, spec: BaseSpec | None = None) -> tuple[LoadedModel, str | None]:
-        """The loaded base for ``ref`` and its adapter name (None: no adapter)."""
-        spec = spec or base_spec(ref)
-        model = self._base(spec)
-        name = adapter_name(ref)
-        if name is not None:
-            model.add_adapter(name, ref.path)
-            # Load the adapter now rather than at the first token, so a broken
-            # adapter fails the request before a stream has started.
-            with model.lock:
-                model.activate(name)
+    def spec(self, ref: ModelRef) -> BaseSpec:
+        """The base ``ref`` runs on (read from its folder the first time only)."""
         with self._lock:
-            self._keys[ref.key] = (spec, name)
-        return model, name
+            spec = self._specs.get(ref)
+            if spec is not None:
+                self._specs.move_to_end(ref)
+                return spec
+        spec = base_spec(ref)
+        with self._lock:
+            self._specs[ref] = spec
+            while len(self._specs) > MAX_SPECS:
+                self._specs.popitem(last=False)
+        return spec
 
-    def _base(self, spec: BaseSpec) -> LoadedModel:
+    def get(
+        self, ref: ModelRef, spec: BaseSpec | None = None
+    ) -> tuple[LoadedBase, AdapterRequest | None]:
+        """The loaded base for ``ref`` and the adapter its requests carry (None: no adapter)."""
+        spec = spec or self.spec(ref)
+        model = self._base(spec)
+        adapter = adapter_request(ref)
+        if adapter is not None:
+            model.add_adapter(adapter)
+        with self._lock:
+            self._keys[ref.key] = (spec, adapter.name if adapter else None)
+        return model, adapter
+
+    def _base(self, spec: BaseSpec) -> LoadedBase:
         with self._lock:
             if spec in self._bases:
                 self._bases.move_to_end(spec)
@@ -71,7 +84,7 @@ class ModelCache:
                     self._bases.move_to_end(spec)
                     return self._bases[spec]
             # Loading takes seconds; other models keep serving meanwhile.
-            model = self._backend.load(spec, self._device, self._max_adapters)
+            model = self._backend.load(spec, self._config)
             with self._lock:
                 self._bases[spec] = model
                 while len(self._bases) > self._max_loaded:
@@ -90,8 +103,7 @@ class ModelCache:
             model = self._bases.get(spec)
         if model is None:
             return False
-        with model.lock:
-            return model.drop_adapter(name)
+        return model.remove_adapter(name)
 
     def loaded(self) -> list[str]:
         """Public ids whose weights are in memory now, sorted."""
@@ -99,6 +111,6 @@ class ModelCache:
             out = []
             for key, (spec, name) in self._keys.items():
                 model = self._bases.get(spec)
-                if model is not None and (name is None or name in model.resident):
+                if model is not None and (name is None or model.has_adapter(name)):
                     out.append(key)
         return sorted(out)

@@ -3,17 +3,19 @@
 ``Engine`` is what the platform's HTTP layer calls, from a thread pool, for
 every ``/v1`` request. It checks the request the way OpenAI does (same
 limits, same error wording), renders chat prompts with the chat template
-saved beside the model (the one it was trained with), counts tokens, cuts
-text at stop strings and streams; the registered serving backend does the
-arithmetic. Requests on one loaded model serialise on that model's lock,
-one forward pass at a time; requests on different models run in parallel.
-A non-streamed answer is the join of the streamed pieces, so both modes
-always agree.
+saved beside the model (the one it was trained with) using the tokenizer
+the backend gives it, counts tokens, submits a ``GenerationRequest`` to the
+loaded base and turns the token stream it gets back into text, cut at stop
+strings (see ``backend.py`` for the contract). The backend's scheduler
+decides how requests on one base share it; requests on different bases run
+in parallel. A non-streamed answer is the join of the streamed pieces, so
+both modes always agree.
 """
 
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +23,18 @@ from typing import Any
 import tailorml.serve.torch_backend  # noqa: F401  (registers the default "torch" backend)
 from tailorml.errors import ContextLengthExceededError, InvalidRequestError
 from tailorml.registry import lookup
-from tailorml.serve.backend import SamplingParams
+from tailorml.serve.backend import (
+    GenerationRequest,
+    GenerationStep,
+    LoadConfig,
+    LoadedBase,
+    SamplingParams,
+    ServingBackend,
+)
+from tailorml.serve.bases import AdapterRequest
 from tailorml.serve.cache import ModelCache
-from tailorml.serve.loading import LoadedModel, base_spec
 from tailorml.serve.models import ModelRef
-from tailorml.serve.requests import check_inputs, check_messages, check_sampling, stop_token_ids
+from tailorml.serve.requests import check_inputs, check_messages, check_sampling
 from tailorml.serve.textstream import IncrementalDecoder, StopStringCutter
 
 # What max_tokens=None generates at most: "up to the context" would let one
@@ -54,19 +63,28 @@ class StreamDelta:
 
 
 class Engine:
-    """Serves ``ModelRef``s, keeping up to ``max_loaded`` base models in memory (thread-safe)."""
+    """Serves ``ModelRef``s, keeping up to ``max_loaded`` base models in memory (thread-safe).
+
+    ``backend`` is a registered ``serving_backend`` name or a backend object;
+    ``device`` and ``dtype`` say where and in what precision bases load
+    ("auto" dtype is float32 on a CPU; see ``bases.resolve_dtype``).
+    """
 
     def __init__(
         self,
         max_loaded: int = 4,
         device: str = "cpu",
         *,
-        backend: str = "torch",
+        backend: str | ServingBackend = "torch",
         max_adapters_per_base: int = 16,
+        dtype: str = "auto",
     ) -> None:
         self.device = device
-        self._backend = lookup("serving_backend", backend)()
-        self._cache = ModelCache(self._backend, device, max_loaded, max_adapters_per_base)
+        self.config = LoadConfig(device=device, dtype=dtype, max_adapters=max_adapters_per_base)
+        self._backend: ServingBackend = (
+            lookup("serving_backend", backend)() if isinstance(backend, str) else backend
+        )
+        self._cache = ModelCache(self._backend, self.config, max_loaded)
 
     # -- generation ----------------------------------------------------------
 
@@ -120,9 +138,10 @@ class Engine:
         """Like ``chat``, in pieces. Every check runs before this returns, so a bad
         request raises here rather than after the caller has started a stream."""
         model, adapter = self._generator(ref)
-        rendered = model.render_chat(adapter, check_messages(messages))
+        tokenizer = model.tokenizer(adapter)
+        rendered = tokenizer.render_chat(check_messages(messages))
         # The template already wrote the special tokens the model was trained with.
-        ids = model.encode(adapter, rendered, special=False)
+        ids = tokenizer.encode(rendered, special=False)
         return self._start(ref, model, adapter, ids, "messages", max_tokens,
                            temperature, top_p, stop, seed)  # fmt: skip
 
@@ -141,12 +160,12 @@ class Engine:
         if not isinstance(prompt, str):
             raise InvalidRequestError("'prompt' must be a string.", param="prompt")
         model, adapter = self._generator(ref)
-        ids = model.encode(adapter, prompt, special=True)
+        ids = model.tokenizer(adapter).encode(prompt, special=True)
         return self._start(ref, model, adapter, ids, "prompt", max_tokens,
                            temperature, top_p, stop, seed)  # fmt: skip
 
-    def _generator(self, ref: ModelRef) -> tuple[LoadedModel, str | None]:
-        spec = base_spec(ref)
+    def _generator(self, ref: ModelRef) -> tuple[LoadedBase, AdapterRequest | None]:
+        spec = self._cache.spec(ref)
         if spec.head != "causal_lm":
             raise InvalidRequestError(
                 f"Model {ref.key!r} is an {ref.architecture} model ({spec.head}) and cannot "
@@ -159,8 +178,8 @@ class Engine:
     def _start(
         self,
         ref: ModelRef,
-        model: LoadedModel,
-        adapter: str | None,
+        model: LoadedBase,
+        adapter: AdapterRequest | None,
         ids: list[int],
         param: str,
         max_tokens: int | None,
@@ -188,26 +207,21 @@ class Engine:
             temperature=temperature,
             top_p=top_p,
             seed=seed,
-            stop_token_ids=stop_token_ids(model, model.tokenizer(adapter)),
+            stop=tuple(stops),
+            stop_token_ids=model.stop_token_ids(adapter),
         )
-        return self._deltas(model, adapter, ids, params, stops)
+        request = GenerationRequest(uuid.uuid4().hex, tuple(ids), params, adapter)
+        return self._deltas(model, request)
 
-    def _deltas(
-        self,
-        model: LoadedModel,
-        adapter: str | None,
-        ids: list[int],
-        params: SamplingParams,
-        stops: list[str],
-    ) -> Iterator[StreamDelta]:
-        decoder = IncrementalDecoder(model.tokenizer(adapter))
-        cutter = StopStringCutter(stops)
-        n_prompt, n_out, finish, tail = len(ids), 0, "length", ""
-        tokens = self._backend.generate(model, adapter, ids, params)
+    def _deltas(self, model: LoadedBase, request: GenerationRequest) -> Iterator[StreamDelta]:
+        decoder = IncrementalDecoder(model.tokenizer(request.adapter))
+        cutter = StopStringCutter(list(request.params.stop))
+        n_prompt, n_out, finish, tail = len(request.prompt_ids), 0, "length", ""
+        steps = model.generate(request)
         try:
-            for token in tokens:
+            for token, is_stop, reason in _tokens(steps):
                 n_out += 1
-                if token in params.stop_token_ids:
+                if is_stop:  # the backend's scheduler checked the stop ids; it is no text
                     finish = "stop"
                     break
                 piece = cutter.push(decoder.push(token))
@@ -216,10 +230,13 @@ class Engine:
                     break
                 if piece:
                     yield StreamDelta(piece, None, n_prompt, n_out)
+                if reason is not None:
+                    finish = reason
         finally:
-            # Also runs when the client stops reading: end the token loop now.
-            if hasattr(tokens, "close"):
-                tokens.close()
+            # Also runs when the client stops reading: the backend aborts the request.
+            close = getattr(steps, "close", None)
+            if close is not None:
+                close()
         if not cutter.stopped:
             tail = cutter.push(decoder.flush())
             finish = "stop" if cutter.stopped else finish
@@ -237,13 +254,13 @@ class Engine:
         """
         model, adapter = self._cache.get(ref)
         batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
-        return self._backend.embed(model, adapter, batch), sum(map(len, batch))
+        return model.embed(batch, adapter), sum(map(len, batch))
 
     def classify(
         self, ref: ModelRef, inputs: list[str], *, truncate: bool = False
     ) -> tuple[list[dict[str, Any]], int]:
         """``{"label", "score", "scores"}`` per input (softmax), and the token count."""
-        spec = base_spec(ref)
+        spec = self._cache.spec(ref)
         if spec.head != "classifier":
             raise InvalidRequestError(
                 f"Model {ref.key!r} is not a classifier; use a model fine-tuned on text/label "
@@ -258,7 +275,7 @@ class Engine:
             labels = ref.labels
         batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
         results = []
-        for probs in self._backend.classify(model, adapter, batch):
+        for probs in model.classify(batch, adapter):
             names = labels if len(labels) == len(probs) else tuple(map(str, range(len(probs))))
             best = max(range(len(probs)), key=probs.__getitem__)
             scores = dict(zip(names, probs, strict=True))
@@ -268,15 +285,16 @@ class Engine:
     def _encode_inputs(
         self,
         ref: ModelRef,
-        model: LoadedModel,
-        adapter: str | None,
+        model: LoadedBase,
+        adapter: AdapterRequest | None,
         inputs: list[str],
         truncate: bool = False,
     ) -> list[list[int]]:
         limit = _context_limit(ref, model)
+        tokenizer = model.tokenizer(adapter)
         batch = []
         for i, text in enumerate(check_inputs(inputs)):
-            ids = model.encode(adapter, text, special=True)
+            ids = tokenizer.encode(text, special=True)
             if len(ids) > limit and truncate:
                 ids = ids[: limit - 1] + ids[-1:]  # keep the closing special token ([SEP])
             elif len(ids) > limit:
@@ -295,10 +313,11 @@ class Engine:
         """Tokens a prompt (string) or a conversation (messages) costs on ``ref``."""
         if isinstance(text_or_messages, str):
             model, adapter = self._cache.get(ref)
-            return len(model.encode(adapter, text_or_messages, special=True))
+            return len(model.tokenizer(adapter).encode(text_or_messages, special=True))
         model, adapter = self._generator(ref)
-        rendered = model.render_chat(adapter, check_messages(text_or_messages))
-        return len(model.encode(adapter, rendered, special=False))
+        tokenizer = model.tokenizer(adapter)
+        rendered = tokenizer.render_chat(check_messages(text_or_messages))
+        return len(tokenizer.encode(rendered, special=False))
 
     def unload(self, key: str) -> bool:
         """Free the model served as ``key`` (a base also frees its adapters)."""
@@ -309,7 +328,21 @@ class Engine:
         return self._cache.loaded()
 
 
-def _context_limit(ref: ModelRef, model: LoadedModel) -> int:
+def _tokens(steps: Iterator[GenerationStep]) -> Iterator[tuple[int, bool, str | None]]:
+    """Each generated token, whether it is the stop token that ended the answer, and the
+    finish reason its step reported (on the last token of a step only)."""
+    for step in steps:
+        last = len(step.token_ids) - 1
+        for i, token in enumerate(step.token_ids):
+            ends = i == last
+            yield (
+                token,
+                ends and step.stop_token_id is not None,
+                step.finish_reason if ends else None,
+            )
+
+
+def _context_limit(ref: ModelRef, model: LoadedBase) -> int:
     positions = model.max_positions or math.inf
     return int(min(ref.context_length, positions))
 

@@ -1,6 +1,6 @@
-"""Loaded weights: one base model in memory, with the LoRA adapters that ride on it.
+"""PyTorch weights in memory: one base model, with the LoRA adapters that ride on it.
 
-A base is loaded once per (folder, head) and shared by every fine-tune made
+A base is loaded once per ``BaseSpec`` and shared by every fine-tune made
 from it: each LoRA adapter is loaded onto the same peft model under its own
 name and switched on per request with ``set_adapter``. We do not merge
 adapters into copies of the base because a merged copy costs the whole
@@ -8,100 +8,30 @@ base's memory per fine-tune, while an unmerged adapter costs a few MB and a
 little compute per step; many tenant fine-tunes of one base is the normal
 case here.
 
-Everything that touches the model (forward passes, switching or loading
-adapters) happens under ``LoadedModel.lock``. Tokenizers have their own lock
-because a fast tokenizer's Rust state is mutably borrowed while encoding and
-raises "Already borrowed" when two threads encode at once.
+``Weights`` is not thread-safe: peft's active adapter is state of the whole
+model, so its owner (the backend's scheduler) calls ``activate`` and runs
+the forward pass under one lock.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tailorml.errors import InvalidRequestError, ModelUnavailableError
-from tailorml.serve.models import ModelRef
-
-HEADS = ("causal_lm", "encoder", "classifier")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+from tailorml.errors import ModelUnavailableError
+from tailorml.serve.backend import LoadConfig
+from tailorml.serve.bases import AdapterRequest, BaseSpec, resolve_dtype
 
 
-@dataclass(frozen=True)
-class BaseSpec:
-    """Which weights to hold in memory: a folder and the head on it (the LRU key)."""
-
-    path: str
-    head: str
-    num_labels: int = 0
-
-
-def _config_architectures(path: Path) -> list[str]:
-    import json
-
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [str(a) for a in config.get("architectures") or []]
-
-
-def base_spec(ref: ModelRef) -> BaseSpec:
-    """The base weights ``ref`` runs on: its own folder, or its LoRA base."""
-    if ref.is_lora:
-        assert ref.base_path is not None  # ModelRef refuses LoRA without base_path
-        if ref.task == "classification":
-            if not ref.labels:
-                raise ModelUnavailableError(
-                    f"Model {ref.key!r} is a LoRA classifier without labels; write the label "
-                    "list into its tailor_model.json.",
-                    param="model",
-                )
-            return BaseSpec(str(ref.base_path.resolve()), "classifier", len(ref.labels))
-        head = "causal_lm" if ref.architecture == "decoder" else "encoder"
-        return BaseSpec(str(ref.base_path.resolve()), head)
-    if any(a.endswith("ForSequenceClassification") for a in _config_architectures(ref.path)):
-        return BaseSpec(str(ref.path.resolve()), "classifier")
-    return BaseSpec(
-        str(ref.path.resolve()), "causal_lm" if ref.architecture == "decoder" else "encoder"
-    )
-
-
-def adapter_name(ref: ModelRef) -> str | None:
-    """The name ``ref``'s adapter gets on its base, or None for a model that has none.
-
-    Derived from the folder, not the public id: peft uses it as a module key,
-    which must not contain dots, and two ids for one folder share one adapter.
-    """
-    if not ref.is_lora:
-        return None
-    return "adapter_" + hashlib.sha1(str(ref.path.resolve()).encode()).hexdigest()[:16]
-
-
-def _load_tokenizer(path: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailableError(
-            f"The tokenizer in {path} cannot be loaded ({exc}); save the tokenizer with the model.",
-            param="model",
-        ) from exc
-
-
-class LoadedModel:
-    """One base model in memory, its tokenizers and the adapters loaded onto it."""
+class Weights:
+    """One base model on one device, and the adapters resident on it (least recent first)."""
 
     def __init__(self, spec: BaseSpec, model: Any, device: str, max_adapters: int) -> None:
         self.spec = spec
         self.model = model
         self.device = device
-        self.lock = threading.Lock()
         self.max_adapters = max_adapters
         config = getattr(model, "config", None)
         self.max_positions: int | None = getattr(config, "max_position_embeddings", None)
@@ -111,62 +41,18 @@ class LoadedModel:
         # logits_to_keep=1 keeps the prefill from materialising prompt x vocab
         # logits (hundreds of MB for a long prompt); not every model takes it.
         self.accepts_logits_to_keep = "logits_to_keep" in params
-        self._tok_lock = threading.Lock()
-        self._tokenizers: dict[str | None, Any] = {}
-        self._adapter_paths: dict[str, Path] = {}
         self.resident: OrderedDict[str, None] = OrderedDict()
         self._active: str | None = None  # the adapter set_adapter last chose
         self._disabled = False  # adapter layers switched off to serve the bare base
 
-    # -- tokenizers ---------------------------------------------------------
+    def eos_token_ids(self) -> set[int]:
+        """The eos ids of the model's generation config."""
+        config = getattr(self.model, "generation_config", None)
+        eos = getattr(config, "eos_token_id", None)
+        return set([eos] if isinstance(eos, int) else eos or [])
 
-    def add_adapter(self, name: str, path: Path) -> None:
-        """Remember where adapter ``name`` lives; its weights load on first activation."""
-        with self._tok_lock:
-            self._adapter_paths[name] = path
-
-    def tokenizer(self, adapter: str | None) -> Any:
-        """The adapter's own tokenizer (it carries the chat template it was trained with)."""
-        with self._tok_lock:
-            if adapter not in self._tokenizers:
-                path = Path(self.spec.path)
-                if adapter is not None:
-                    own = self._adapter_paths[adapter]
-                    if any((own / f).is_file() for f in _TOKENIZER_FILES):
-                        path = own
-                self._tokenizers[adapter] = _load_tokenizer(path)
-            return self._tokenizers[adapter]
-
-    def encode(self, adapter: str | None, text: str, *, special: bool) -> list[int]:
-        tok = self.tokenizer(adapter)
-        with self._tok_lock:
-            return list(tok(text, add_special_tokens=special)["input_ids"])
-
-    def render_chat(self, adapter: str | None, messages: list[dict[str, str]]) -> str:
-        """The prompt text for ``messages`` under the model's own chat template."""
-        from jinja2 import TemplateError
-
-        tok = self.tokenizer(adapter)
-        if not getattr(tok, "chat_template", None):
-            raise InvalidRequestError(
-                "This model has no chat template, so it cannot take messages; call "
-                "completions with a prompt instead, or fine-tune it for chat.",
-                param="messages",
-            )
-        try:
-            with self._tok_lock:
-                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except TemplateError as exc:
-            # Templates raise to enforce their rules (e.g. alternating roles).
-            raise InvalidRequestError(
-                f"The model's chat template refused these messages: {exc}", param="messages"
-            ) from exc
-        return str(text)
-
-    # -- adapters (call with self.lock held) --------------------------------
-
-    def activate(self, adapter: str | None) -> None:
-        """Make the next forward pass run ``adapter`` (None: the bare base)."""
+    def activate(self, adapter: AdapterRequest | None) -> None:
+        """Make the next forward pass run ``adapter`` (None: the bare base), loading it if needed."""
         from peft import PeftModel
 
         if adapter is None:
@@ -174,34 +60,34 @@ class LoadedModel:
                 self._tuner().disable_adapter_layers()
             self._disabled = True
             return
-        if adapter not in self.resident:
+        if adapter.name not in self.resident:
             self._load_adapter(adapter)
         else:
-            self.resident.move_to_end(adapter)
+            self.resident.move_to_end(adapter.name)
         if self._disabled:
             self._tuner().enable_adapter_layers()
             self._disabled = False
-        if self._active != adapter:
-            self.model.set_adapter(adapter, inference_mode=True)
-            self._active = adapter
+        if self._active != adapter.name:
+            self.model.set_adapter(adapter.name, inference_mode=True)
+            self._active = adapter.name
 
     def _tuner(self) -> Any:
         """peft's LoraModel inside the PeftModel (switches all adapter layers at once)."""
         return self.model.base_model
 
-    def _load_adapter(self, adapter: str) -> None:
+    def _load_adapter(self, adapter: AdapterRequest) -> None:
         from peft import PeftModel
 
-        path = self._adapter_paths[adapter]
+        name, path = adapter.name, adapter.path
         try:
             if isinstance(self.model, PeftModel):
-                self.model.load_adapter(path, adapter_name=adapter, torch_device=self.device)
+                self.model.load_adapter(path, adapter_name=name, torch_device=self.device)
             else:
-                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=adapter)
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            if isinstance(self.model, PeftModel) and adapter in self.model.peft_config:
+            if isinstance(self.model, PeftModel) and name in self.model.peft_config:
                 # Leave no half-loaded adapter behind on a base others use.
-                self.model.delete_adapter(adapter)
+                self.model.delete_adapter(name)
             raise ModelUnavailableError(
                 f"The LoRA adapter in {path} cannot be loaded onto {self.spec.path} ({exc}); "
                 "check that it was trained on this base model.",
@@ -212,30 +98,39 @@ class LoadedModel:
         # explicit. The new adapter goes active first so that evicting the
         # oldest never deletes the active one (peft then picks one at random).
         self._tuner().enable_adapter_layers()
-        self.model.set_adapter(adapter, inference_mode=True)
-        self._active, self._disabled = adapter, False
-        self.resident[adapter] = None
+        self.model.set_adapter(name, inference_mode=True)
+        self._active, self._disabled = name, False
+        self.resident[name] = None
         while len(self.resident) > self.max_adapters:
             self.drop_adapter(next(iter(self.resident)))
 
-    def drop_adapter(self, adapter: str) -> bool:
+    def drop_adapter(self, name: str) -> bool:
         """Free an adapter's weights; a later request for it loads them again."""
-        if adapter not in self.resident:
+        if name not in self.resident:
             return False
-        if adapter == self._active and len(self.resident) > 1:
+        if name == self._active and len(self.resident) > 1:
             # Deleting the active adapter makes peft choose another; choose it here.
-            other = next(name for name in self.resident if name != adapter)
+            other = next(n for n in self.resident if n != name)
             self.model.set_adapter(other, inference_mode=True)
             self._active = other
-        self.model.delete_adapter(adapter)
-        del self.resident[adapter]
-        if adapter == self._active:
+        self.model.delete_adapter(name)
+        del self.resident[name]
+        if name == self._active:
             self._active = None
         return True
 
 
-def load_base(spec: BaseSpec, device: str, max_adapters: int) -> LoadedModel:
-    """Load the weights ``spec`` names, in fp32, onto ``device``."""
+def resolve_device(device: str) -> str:
+    """``device`` itself, or for "auto" the first GPU when torch sees one, else the CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_weights(spec: BaseSpec, config: LoadConfig) -> Weights:
+    """Load the weights ``spec`` names onto ``config.device``, in the dtype it resolves to."""
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -250,19 +145,31 @@ def load_base(spec: BaseSpec, device: str, max_adapters: int) -> LoadedModel:
             f"{path} holds no model (config.json is missing); restore the model folder.",
             param="model",
         )
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device, spec.dtype)
+    # A checkpoint's own quantization_config (spec.quantization) is applied by
+    # from_pretrained itself; a method whose kernels are missing fails below.
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
     if spec.num_labels:
         # A LoRA classifier's head comes from its adapter (modules_to_save);
         # the base only needs the right shape for the adapter to load into.
         kwargs["num_labels"] = spec.num_labels
     try:
         model = classes[spec.head].from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
+        what = f" ({spec.quantization}-quantized)" if spec.quantization else ""
         raise ModelUnavailableError(
-            f"The model in {path} cannot be loaded as {spec.head} ({exc}); check the folder "
-            "and the model's architecture.",
+            f"The model in {path}{what} cannot be loaded as {spec.head} ({exc}); check the "
+            "folder, the model's architecture and, for a quantized model, its kernels.",
             param="model",
         ) from exc
-    model.to(device)
+    try:
+        model.to(device)
+    except (RuntimeError, AssertionError) as exc:
+        # torch raises these for a device it was not built for or cannot see.
+        raise ModelUnavailableError(
+            f"Device {device!r} is not usable here ({exc}); fix TAILOR_SERVE_DEVICE.",
+            param="model",
+        ) from exc
     model.eval()
-    return LoadedModel(spec, model, device, max_adapters)
+    return Weights(spec, model, device, config.max_adapters)

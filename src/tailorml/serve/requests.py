@@ -100,22 +100,3 @@ def check_inputs(inputs: Any) -> list[str]:
         if not isinstance(text, str) or not text:
             raise InvalidRequestError(f"input[{i}] must be a non-empty string.", param="input")
     return inputs
-
-
-def stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    """Token ids that end an answer: the model's eos ids, the tokenizer's, and ``<|im_end|>``.
-
-    ChatML models (SmolLM2, Qwen) end a turn with ``<|im_end|>`` even where
-    the config names another eos, so it always stops generation when the
-    vocabulary has it.
-    """
-    ids: set[int] = set()
-    config = getattr(model.model, "generation_config", None)
-    eos = getattr(config, "eos_token_id", None)
-    ids.update([eos] if isinstance(eos, int) else eos or [])
-    if isinstance(tokenizer.eos_token_id, int):
-        ids.add(tokenizer.eos_token_id)
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)
-    return frozenset(ids)

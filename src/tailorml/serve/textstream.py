@@ -17,7 +17,7 @@ cannot disagree):
 
 from __future__ import annotations
 
-from typing import Any
+from tailorml.serve.backend import Tokenizer
 
 _INCOMPLETE = "\ufffd"  # what decode() shows for bytes that do not finish a character yet
 
@@ -25,18 +25,14 @@ _INCOMPLETE = "\ufffd"  # what decode() shows for bytes that do not finish a cha
 class IncrementalDecoder:
     """Text deltas for a growing list of token ids (special tokens skipped)."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Tokenizer) -> None:
         self._tok = tokenizer
         self._ids: list[int] = []
         self._prefix = 0  # start of the window that gives the next delta its context
         self._read = 0  # end of what was already emitted
 
     def _decode(self, ids: list[int]) -> str:
-        # No space clean-up: it rewrites " ." across piece boundaries, so the
-        # pieces would no longer join to the whole.
-        return str(
-            self._tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        )
+        return self._tok.decode(ids)
 
     def push(self, token_id: int) -> str:
         """Add one token; return the text it completes (often "", e.g. mid-character)."""

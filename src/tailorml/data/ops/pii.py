@@ -49,8 +49,8 @@ class PiiParams(BaseModel):
     region: str = "CN"
     """Default region (ISO 3166 code) of phone numbers written without a country code."""
     phone_regions: list[str] = list(DEFAULT_REGIONS)
-    """Other regions tried for such numbers; a number valid only there needs grouping or a
-    context word ("电话", "phone") to count."""
+    """Other regions tried for such numbers, in order; a number valid only there scores lower
+    than one of ``region`` (one of fewer than 9 bare digits needs a context word: "电话")."""
     min_confidence: float = Field(MIN_CONFIDENCE, ge=0.0, le=1.0)
     """Findings below this confidence are left in the text."""
     mode: Literal["mask", "redact"] = "mask"

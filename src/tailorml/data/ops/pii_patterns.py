@@ -88,7 +88,8 @@ _ASSIGNED_SECRET_RE = re.compile(
     re.ASCII,
 )
 _IBAN_RE = re.compile(
-    r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"
+    r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?"
+    r"(?![A-Za-z0-9])"
 )
 _CARD_RE = re.compile(r"(?<![\d+-])\d(?:[ -]?\d){11,18}(?![\d-])")
 _CN_ID_RE = re.compile(

@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 # The regions tried for numbers written without a country code, after the
-# default: the largest economies and the regions most of our tenants write from.
+# default: the largest economies and the Chinese-speaking regions.
 DEFAULT_REGIONS = (
     "CN", "US", "GB", "JP", "DE", "FR", "HK", "TW", "SG", "KR", "IN", "AU", "CA", "IT", "ES", "NL",
 )  # fmt: skip

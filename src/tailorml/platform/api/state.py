@@ -33,5 +33,9 @@ class AppState:
                     import torch
 
                     torch.set_num_threads(self.settings.torch_threads)
-                self._serving = Engine(max_loaded=self.settings.max_loaded_models)
+                self._serving = Engine(
+                    max_loaded=self.settings.max_loaded_models,
+                    device=self.settings.serve_device,
+                    dtype=self.settings.serve_dtype,
+                )
             return self._serving

@@ -1,0 +1,93 @@
+"""The PyTorch backend's scheduler: which request's forward pass runs next on one base.
+
+Every forward pass on a base goes through its ``StepScheduler``, with the
+request's adapter switched on first, one at a time. A generation is a
+hand-driven decode loop over the model's KV cache instead of
+``model.generate``, one step per scheduler turn, so concurrent requests on
+one base interleave token by token (each re-selecting its own adapter), a
+slow reader of a stream never holds the model, and a client that goes away
+simply stops pulling steps. Stop token ids are checked here and only here.
+
+This is the seam continuous batching grows from: the callers submit a
+``GenerationRequest`` and read steps, and need not change when several
+requests share one forward pass. Sampling uses transformers' own logits
+warpers so temperature and top-p mean exactly what they mean in
+``generate``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from tailorml.serve.backend import GenerationRequest, GenerationStep
+from tailorml.serve.bases import AdapterRequest
+from tailorml.serve.loading import Weights
+
+
+class StepScheduler:
+    """Runs the forward passes of every request on one base, one at a time (thread-safe)."""
+
+    def __init__(self, weights: Weights) -> None:
+        self.weights = weights
+        self._lock = threading.Lock()
+
+    def run(self, adapter: AdapterRequest | None, **inputs: Any) -> Any:
+        """One forward pass on ``inputs`` with ``adapter`` switched on, alone on the model."""
+        import torch
+
+        with self._lock:
+            self.weights.activate(adapter)
+            with torch.inference_mode():
+                return self.weights.model(**inputs)
+
+    def prepare(self, adapter: AdapterRequest) -> None:
+        """Load ``adapter`` now, so that a broken one fails the request before a stream starts."""
+        with self._lock:
+            self.weights.activate(adapter)
+
+    def remove(self, name: str) -> bool:
+        with self._lock:
+            return self.weights.drop_adapter(name)
+
+    def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:
+        """The steps of ``request``: one token each, the last with its finish reason."""
+        import torch
+        from transformers.generation.logits_process import (
+            TemperatureLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        params, weights = request.params, self.weights
+        warpers: list[Any] = []
+        if params.temperature > 0 and params.temperature != 1.0:
+            warpers.append(TemperatureLogitsWarper(params.temperature))
+        if params.temperature > 0 and params.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(params.top_p))
+        # A private generator: the global RNG is shared by every thread, so
+        # a seeded request would not be reproducible under concurrency.
+        rng = torch.Generator(device=weights.device)
+        if params.seed is None:
+            rng.seed()
+        else:
+            rng.manual_seed(params.seed)
+        extra = {"logits_to_keep": 1} if weights.accepts_logits_to_keep else {}
+        ids = torch.tensor([list(request.prompt_ids)], device=weights.device)
+        cache = None
+        for n in range(1, params.max_tokens + 1):
+            out = self.run(request.adapter, input_ids=ids, cache=cache, use_cache=True, **extra)
+            cache = out.cache
+            scores = out.logits[:, -1, :].float()
+            if params.temperature == 0:
+                token = int(scores.argmax(dim=-1).item())
+            else:
+                for warp in warpers:
+                    scores = warp(ids, scores)
+                probs = torch.softmax(scores, dim=-1)
+                token = int(torch.multinomial(probs, 1, generator=rng).item())
+            if token in params.stop_token_ids:
+                yield GenerationStep((token,), "stop", stop_token_id=token)
+                return
+            yield GenerationStep((token,), "length" if n == params.max_tokens else None)
+            ids = torch.tensor([[token]], device=weights.device)
