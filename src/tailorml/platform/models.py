@@ -1,13 +1,16 @@
 """The models a tenant can see and call: the base catalog plus its own fine-tuned models.
 
-Serving resolves a public model id to a ``tailorml.serve.models.ModelRef``:
-an ``ft:...`` id through the tenant's rows (another tenant's id is simply
-not found), a catalog name through the model cache. An unknown id is an
-error, never a silent fallback to a base model.
+Serving resolves a public model id to a ``tailorml.serve.models.ModelRef``
+through ``ModelResolver``: an ``ft:...`` id through the tenant's rows
+(another tenant's id is simply not found), a catalog name through the model
+cache. An unknown id is an error, never a silent fallback to a base model.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +87,90 @@ def delete_model(session: Session, *, tenant_id: str, model_id: str) -> None:
     session.delete(row)
 
 
-def resolve_ref(session: Session, *, tenant_id: str, settings: Settings, model_id: str) -> Any:
-    """The serving engine's ``ModelRef`` for ``model_id`` as seen by this tenant."""
+class ModelResolver:
+    """Public model ids to the serving engine's ``ModelRef``, cached per process (thread-safe).
+
+    The tenant's row is still read on every call (one primary-key read in the
+    caller's read session, which takes no lock), so a deleted model, or
+    another tenant's, is not found at once whichever process changed it. What
+    the cache saves is reading and checking the model's folder and manifest:
+    an entry is stamped with the row's path and the manifest file's identity
+    (inode, size, mtime), so a job that writes the model again, in the same
+    folder or another, makes the next request read it afresh. A catalog base
+    is materialised once and kept while its folder exists.
+    """
+
+    def __init__(self, settings: Settings, max_entries: int = 1024) -> None:
+        self._settings = settings
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._refs: OrderedDict[str, tuple[object, Any]] = OrderedDict()
+
+    def resolve(self, session: Session, *, tenant_id: str, model_id: str) -> Any:
+        """The ``ModelRef`` for ``model_id`` as seen by this tenant, or ``NotFoundError``."""
+        from tailorml.serve.models import ModelRef
+
+        if model_id.startswith("ft:"):
+            row = session.get(Model, model_id)
+            if row is None or row.tenant_id != tenant_id:
+                self.forget(model_id)
+                raise _not_found(model_id)
+            stamp = _folder_stamp(row.path)
+            ref = self._cached(model_id, stamp)
+            if ref is None:
+                ref = ModelRef.from_folder(model_id, Path(row.path))
+                self._keep(model_id, stamp, ref)
+            return ref
+        ref = self._cached(model_id, "catalog")
+        if ref is not None and ref.path.is_dir():
+            return ref
+        ref = _catalog_ref(self._settings, model_id)
+        self._keep(model_id, "catalog", ref)
+        return ref
+
+    def forget(self, model_id: str) -> None:
+        """Drop what is cached for ``model_id`` (it was deleted or replaced)."""
+        with self._lock:
+            self._refs.pop(model_id, None)
+
+    def _cached(self, model_id: str, stamp: object) -> Any:
+        if stamp is None:
+            return None
+        with self._lock:
+            entry = self._refs.get(model_id)
+            if entry is None or entry[0] != stamp:
+                return None
+            self._refs.move_to_end(model_id)
+            return entry[1]
+
+    def _keep(self, model_id: str, stamp: object, ref: Any) -> None:
+        if stamp is None:
+            return
+        with self._lock:
+            self._refs[model_id] = (stamp, ref)
+            self._refs.move_to_end(model_id)
+            while len(self._refs) > self._max_entries:
+                self._refs.popitem(last=False)
+
+
+def _folder_stamp(path: str) -> tuple[str, int, int, int] | None:
+    """What changes when the model in ``path`` is written again; None when unreadable."""
+    from tailorml.serve.models import MANIFEST
+
+    try:
+        st = os.stat(Path(path) / MANIFEST)
+    except OSError:
+        # No manifest (a bare folder) or no folder: never cached, so the
+        # engine's own check reports the problem on every request.
+        return None
+    return (path, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _catalog_ref(settings: Settings, model_id: str) -> Any:
     from tailorml.serve.models import ModelRef
     from tailorml.train.catalog import find_base
     from tailorml.train.sources import materialize
 
-    if model_id.startswith("ft:"):
-        row = session.get(Model, model_id)
-        if row is None or row.tenant_id != tenant_id:
-            raise _not_found(model_id)
-        return ModelRef.from_folder(model_id, Path(row.path))
     if find_base(model_id) is None:
         raise _not_found(model_id)
     base = materialize(model_id, settings.model_cache_dir, allow_paths=False, allow_hub=False)

@@ -3,6 +3,9 @@
 The caller is authenticated once per request, by the request guard before any
 body byte is read (``tailorml.platform.api.guard``); ``get_principal`` reuses
 that result and authenticates by itself only for a route the guard left public.
+A key check is a read: it runs in a read session, which on SQLite takes no
+lock, so a busy writer (a worker claiming a job) never stalls requests.
+``ReadSessionDep`` is the same kind of session for routes that only read.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from sqlalchemy.orm import Session
 from tailorml.errors import PermissionDeniedError
 from tailorml.platform.api.state import AppState
 from tailorml.platform.auth import Principal, authenticate_header
-from tailorml.platform.db.engine import session_scope
+from tailorml.platform.db.engine import read_scope, session_scope
 
 PRINCIPAL_KEY = "tailorml.principal"  # where the guard leaves the caller in the ASGI scope state
 
@@ -36,9 +39,17 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def get_read_session(state: StateDep) -> Iterator[Session]:
+    with read_scope(state.read_sessions) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+
+
 def authenticate_request(state: AppState, header: str | None) -> Principal:
     """The caller of a request with this ``Authorization`` header (blocking: a database read)."""
-    with session_scope(state.sessions) as session:
+    with read_scope(state.read_sessions) as session:
         return authenticate_header(
             session,
             header=header,

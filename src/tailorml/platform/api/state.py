@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tailorml.platform.db.engine import make_read_sessionmaker
+from tailorml.platform.models import ModelResolver
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
 
@@ -19,8 +21,16 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     storage: LocalStorage
+    # Sessions for key checks and lookups: they never take SQLite's write lock.
+    read_sessions: sessionmaker[Session] = field(init=False)
+    # Public model ids to the engine's refs, cached across requests.
+    models: ModelResolver = field(init=False)
     _serving: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.read_sessions = make_read_sessionmaker(self.engine)
+        self.models = ModelResolver(self.settings)
 
     @property
     def serving(self) -> Any:

@@ -3,7 +3,9 @@
 Each resolves the model for the calling tenant, checks that the model can do
 the task, and calls the serving engine; ``stream: true`` answers with
 server-sent events ending in ``data: [DONE]``. Handlers are plain ``def``
-so the blocking engine runs in the server's thread pool.
+so the blocking engine runs in the server's thread pool. The model lookup
+is a short read transaction that ends before inference starts: a request
+that generates for seconds holds no database lock or snapshot meanwhile.
 """
 
 from __future__ import annotations
@@ -20,20 +22,22 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from tailorml.errors import InvalidRequestError
-from tailorml.platform.api.deps import SessionDep, StateDep, TenantDep
+from tailorml.platform.api.deps import StateDep, TenantDep
 from tailorml.platform.api.protocol import (
     ChatCompletionRequest,
     ClassificationRequest,
     CompletionRequest,
     EmbeddingRequest,
 )
-from tailorml.platform.models import resolve_ref
+from tailorml.platform.api.state import AppState
+from tailorml.platform.db.engine import read_scope
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
 
-def _ref(session: Any, state: Any, tenant_id: str, model: str, *, need: str) -> Any:
-    ref = resolve_ref(session, tenant_id=tenant_id, settings=state.settings, model_id=model)
+def _ref(state: AppState, tenant_id: str, model: str, *, need: str) -> Any:
+    with read_scope(state.read_sessions) as session:
+        ref = state.models.resolve(session, tenant_id=tenant_id, model_id=model)
     if need == "generate" and ref.architecture != "decoder":
         raise InvalidRequestError(
             f"{model} is an encoder ({ref.task or 'embedding'} model) and cannot generate text; "
@@ -68,10 +72,8 @@ def _sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
 
 
 @router.post("/chat/completions", response_model=None)
-def chat_completions(
-    body: ChatCompletionRequest, session: SessionDep, state: StateDep, tenant_id: TenantDep
-) -> Any:
-    ref = _ref(session, state, tenant_id, body.model, need="generate")
+def chat_completions(body: ChatCompletionRequest, state: StateDep, tenant_id: TenantDep) -> Any:
+    ref = _ref(state, tenant_id, body.model, need="generate")
     messages = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages
@@ -131,10 +133,8 @@ def chat_completions(
 
 
 @router.post("/completions", response_model=None)
-def completions(
-    body: CompletionRequest, session: SessionDep, state: StateDep, tenant_id: TenantDep
-) -> Any:
-    ref = _ref(session, state, tenant_id, body.model, need="generate")
+def completions(body: CompletionRequest, state: StateDep, tenant_id: TenantDep) -> Any:
+    ref = _ref(state, tenant_id, body.model, need="generate")
     opts = body.engine_options()
     cid, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
     base = {"id": cid, "object": "text_completion", "created": created, "model": body.model}
@@ -177,14 +177,12 @@ def completions(
 
 
 @router.post("/embeddings")
-def embeddings(
-    body: EmbeddingRequest, session: SessionDep, state: StateDep, tenant_id: TenantDep
-) -> dict[str, Any]:
+def embeddings(body: EmbeddingRequest, state: StateDep, tenant_id: TenantDep) -> dict[str, Any]:
     if body.dimensions is not None:
         raise InvalidRequestError(
             "dimensions is not supported by these models; leave it out.", param="dimensions"
         )
-    ref = _ref(session, state, tenant_id, body.model, need="embed")
+    ref = _ref(state, tenant_id, body.model, need="embed")
     inputs = [body.input] if isinstance(body.input, str) else body.input
     vectors, tokens = state.serving.embed(ref, inputs, truncate=body.truncate)
 
@@ -206,9 +204,9 @@ def embeddings(
 
 @router.post("/classifications")
 def classifications(
-    body: ClassificationRequest, session: SessionDep, state: StateDep, tenant_id: TenantDep
+    body: ClassificationRequest, state: StateDep, tenant_id: TenantDep
 ) -> dict[str, Any]:
-    ref = _ref(session, state, tenant_id, body.model, need="classify")
+    ref = _ref(state, tenant_id, body.model, need="classify")
     inputs = [body.input] if isinstance(body.input, str) else body.input
     results, tokens = state.serving.classify(ref, inputs, truncate=body.truncate)
     return {
