@@ -64,6 +64,8 @@ JUNK = {
         "aSdFgHjK",
         "x7Yq2Lp9",
         "sdfg hjkl xcvb",
+        "fghmdm cdn dckc jsccx ccbm",
+        "ULeA9LPJ",
         "！！！！！！",
         "#$%^&*()",
         "～～～～～～",
@@ -160,9 +162,20 @@ def test_a_line_of_cjk_is_never_mash() -> None:
 
 def test_mash_tokens() -> None:
     assert row_run_share("were") == 0.75 and row_run_share("asdf") == 1.0
-    for word in ["liberty", "property", "rhythm", "strength", "iPhone", "LaTeX", "mp3", "T480s"]:
+    words = ["liberty", "property", "rhythm", "strength", "iPhone", "LaTeX", "mp3", "T480s"]
+    words += ["SpaceShipOne", "XMLHack", "https", "enjoyed", "iPhone12", "film"]
+    for word in words:
         assert not is_mash(word), word
-    for word in ["asdfgh", "poiuy", "qwerqwer", "sdfkjh", "aSdFgH", "a8f7g6h5"]:
+    for word in [
+        "asdfgh",
+        "poiuy",
+        "qwerqwer",
+        "sdfkjh",
+        "aSdFgH",
+        "a8f7g6h5",
+        "dckc",
+        "aqyxjfzd",
+    ]:
         assert is_mash(word), word
 
 

@@ -83,11 +83,12 @@ def repeated_sentence_share(text: str, min_chars: int, min_doubled: int) -> floa
     """
     sentences = ["".join(_ALNUM_RE.findall(s)) for s in _SENTENCE_END_RE.split(text.casefold())]
     sentences = [s for s in sentences if s]
+    letters = "".join(sentences)
+    half = len(letters) // 2
+    if half >= min_doubled and letters[:half] == letters[half:]:
+        return 0.5  # pasted twice: where the copies meet, no sentence may end
     if len(sentences) < 2:
-        letters = sentences[0] if sentences else ""
-        half = len(letters) // 2
-        doubled = half >= min_doubled and letters[:half] == letters[half:]
-        return 0.5 if doubled else 0.0
+        return 0.0
     seen: set[str] = set()
     repeated = 0
     for sentence in sentences:
