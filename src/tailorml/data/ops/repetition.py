@@ -75,6 +75,23 @@ def repeated_share(units: Sequence[Any], n: int) -> float:
     return covered / total
 
 
+def may_repeat_over(units: Sequence[Any], n: int, limit: float) -> bool:
+    """False when ``repeated_share(units, n)`` cannot exceed ``limit``: a quick test first.
+
+    Each repeated n-gram covers at most n more units, so few repeats bound
+    the share; the list and set are built at C speed, the exact walk is not.
+    """
+    total = len(units)
+    if total < 2:
+        return False
+    n = max(1, min(n, total // 2))
+    if isinstance(units, str):
+        grams: list[Any] = [units[i : i + n] for i in range(total - n + 1)]
+    else:
+        grams = list(zip(*(units[k:] for k in range(n)), strict=False))
+    return (len(grams) - len(set(grams))) * n > limit * total
+
+
 def repeated_sentence_share(text: str, min_chars: int, min_doubled: int) -> float:
     """The share of sentence characters in sentences (of ``min_chars`` or more) seen before.
 
@@ -146,15 +163,16 @@ class RepetitionFilter(Filter):
             (p.max_char_repeat_cjk, p.char_ngram_cjk) if cjk else (p.max_char_repeat, p.char_ngram)
         )
         if limit is not None:
-            value = repeated_share(letters if cjk else _LONG_RUN_RE.sub(r"\1\1\1", letters), n)
-            if value > limit:
+            chars = letters if cjk else _LONG_RUN_RE.sub(r"\1\1\1", letters)
+            if may_repeat_over(chars, n, limit) and (value := repeated_share(chars, n)) > limit:
                 return f"repetition: char_repeat {value:.2f} > {limit}"
         if not cjk and p.max_word_repeat is not None:
             words = _ALNUM_RE.findall(folded)
-            if len(words) >= 3:
+            limit = p.max_word_repeat
+            if len(words) >= 3 and may_repeat_over(words, p.word_ngram, limit):
                 value = repeated_share(words, p.word_ngram)
-                if value > p.max_word_repeat:
-                    return f"repetition: word_repeat {value:.2f} > {p.max_word_repeat}"
+                if value > limit:
+                    return f"repetition: word_repeat {value:.2f} > {limit}"
         if p.max_sentence_repeat is not None:
             doubled = p.min_sentence_chars * (1 if cjk else 2)
             value = repeated_sentence_share(text, p.min_sentence_chars, doubled)
