@@ -20,6 +20,8 @@ per-record cost of each filter. The genuine sets are not clean: records a
 filter removes from them are listed for a reader to judge.
 
     .venv/bin/python benchmarks/data/short_text_quality.py [--seed 0] [--out DIR]
+
+writes its figures to ``benchmarks/work/results/short_text_quality.json``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from tailorml.data.ops.repetition import RepetitionFilter
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = ROOT / ".." / "shared" / "datasets"
-WORK = ROOT / "benchmarks" / "work" / "short_text_quality"
+RESULTS = ROOT / "benchmarks" / "work" / "results"
 
 
 def _tsv(path: Path, column: str) -> list[str]:
@@ -236,7 +238,7 @@ def conversations() -> list[Document]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=WORK)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     load = os.getloadavg()
     rng = random.Random(args.seed)
@@ -310,7 +312,9 @@ def main() -> None:
             "examples": [f"{i}: {r}" for i, r in sorted(removed.items())[:5]],
         }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "result.json").write_text(json.dumps(report, ensure_ascii=False, indent=1))
+    (args.out / "short_text_quality.json").write_text(
+        json.dumps(report, ensure_ascii=False, indent=1)
+    )
     print(f"load {report['load_at_start']}, seed {args.seed}, {len(docs)} records")
     print(f"({per_kind['genuine']} genuine, {len(junk)} planted junk: {dict(per_kind)})\n")
     kinds_sorted = [k for k in sorted(per_kind) if k != "genuine"]

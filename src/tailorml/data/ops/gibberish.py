@@ -11,17 +11,18 @@ Two measures, each a share of the record and each switchable (``None``):
   keyboard layout makes it: a token is mash when most of its letters run
   along a keyboard row ("asdfgh", "qwerqwer", "poiuy"), when it has no
   vowel ("sdfkjh", "dckc"; ``y`` counts as a vowel: "rhythm"; "http" is
-  no mash), six consonants in a
-  row, under 20 % vowels in ten letters or more ("strengths" has nine),
-  many letter pairs English words seldom have ("aqyxjfzd"), or when its case or letters and digits
-  alternate at random ("aSdFgH", "x7Yq2Lp9"). Chinese and Japanese
-  characters count as letters but are never mash, so a line of CJK text
-  is kept however it reads, and a Chinese review holding one odd
+  no mash), six consonants in a row, under 20 % vowels in ten letters or
+  more ("strengths" has nine), many letter pairs English words seldom
+  have ("aqyxjfzd"; lower-case tokens only, so names such as "XMLHack"
+  pass), or when its case or its letters and digits alternate at random
+  ("aSdFgH", "x7Yq2Lp9"; not "SpaceShipOne" or "iPhone12"). Chinese and
+  Japanese characters count as letters but are never mash, so a line of
+  CJK text is kept however it reads, and a Chinese review holding one odd
   identifier keeps its low share. Acronyms in capitals (HTTP, NSFW) are
   not mash.
 
 Both are a few regular-expression passes and a loop over the ASCII tokens,
-about 3-10 us for a one-line review.
+about 15-30 us for a one-line review (100 characters) on a 2-core CPU.
 """
 
 from __future__ import annotations
