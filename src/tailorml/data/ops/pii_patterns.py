@@ -65,19 +65,9 @@ SECRET_RES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     ),
 )
 _SECRET_ANCHORS = tuple(a for anchors, _ in SECRET_RES for a in anchors)
-SECRET_NAMES = (
-    "key",
-    "secret",
-    "token",
-    "passw",
-    "pwd",
-    "auth",
-    "密钥",
-    "秘钥",
-    "令牌",
-    "口令",
-    "密码",
-)
+# Cheap pre-checks before the assignment pattern runs; the Chinese names
+# (密钥 秘钥 令牌 口令 密码) all hold 密, 秘 or 令, one scan each.
+SECRET_NAMES = ("key", "secret", "token", "passw", "pwd", "auth", "密", "秘钥", "令")
 # Matched on lowercased text (case-insensitive alternations scan 4x slower).
 # An English name needs ``=``, ``:`` or 是/为 before the value; a Chinese one
 # may be glued to it ("密钥3f9a..."). re.ASCII keeps \w from eating the CJK.
