@@ -25,7 +25,7 @@ def test_key_is_stored_hashed_and_authenticates(sessions) -> None:  # type: igno
         key = auth.create_key(s, secret="s3cret", tenant=tenant)
     with session_scope(sessions) as s:
         row = s.scalar(select(ApiKey))
-        assert key not in (row.key_hash, row.prefix) and key.split("-")[2] not in row.key_hash
+        assert key not in (row.key_hash, row.prefix) and key.split("-", 2)[2] not in row.key_hash
         who = auth.authenticate(s, key=key, secret="s3cret")
         assert (who.role, who.tenant_name) == ("tenant", "acme")
         with pytest.raises(AuthenticationError):

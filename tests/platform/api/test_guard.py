@@ -38,11 +38,13 @@ def test_json_depth_ignores_brackets_inside_strings(text: str, depth: int) -> No
 
 
 def test_json_depth_is_linear_on_hostile_input() -> None:
-    # Unterminated strings and runs of escaped quotes are where a string regex backtracks.
+    # Unterminated strings and runs of escaped quotes are where a string regex backtracks:
+    # then 8 MB would take hours, linear takes about a second. The bound is generous so a
+    # loaded machine cannot fail it; it guards the shape of the cost, not its speed.
     for body in (b'"\\"' * 3_000_000, b'"' + b"\\" * 8_000_000, b"[" * 8_000_000):
         started = time.perf_counter()
         json_depth(body)
-        assert time.perf_counter() - started < 2.0
+        assert time.perf_counter() - started < 30.0
 
 
 def _chunks(seen: list[int], n: int = 8, size: int = 1 << 16) -> Iterator[bytes]:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from tailorml.platform import auth
-from tailorml.platform.api.deps import AdminDep, SessionDep, StateDep
+from tailorml.platform.api.deps import AdminDep, ReadSessionDep, SessionDep, StateDep
 from tailorml.platform.db.models import Tenant
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -34,7 +34,7 @@ def create_tenant(
 
 
 @router.get("/tenants")
-def list_tenants(session: SessionDep, _: AdminDep) -> dict[str, Any]:
+def list_tenants(session: ReadSessionDep, _: AdminDep) -> dict[str, Any]:
     rows = session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.name))
     return {"object": "list", "data": [tenant_object(t) for t in rows]}
 

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tailorml.platform import datasets as service
-from tailorml.platform.api.deps import SessionDep, StateDep, TenantDep
+from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
 from tailorml.platform.fine_tuning import event_object, list_events
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -42,14 +42,16 @@ def create_dataset(
 
 @router.get("")
 def list_datasets(
-    session: SessionDep, tenant_id: TenantDep, limit: int = Query(20, ge=1, le=100)
+    session: ReadSessionDep, tenant_id: TenantDep, limit: int = Query(20, ge=1, le=100)
 ) -> dict[str, Any]:
     rows = service.list_datasets(session, tenant_id=tenant_id, limit=limit)
     return {"object": "list", "data": [service.dataset_object(j) for j in rows], "has_more": False}
 
 
 @router.get("/{dataset_id}")
-def retrieve_dataset(dataset_id: str, session: SessionDep, tenant_id: TenantDep) -> dict[str, Any]:
+def retrieve_dataset(
+    dataset_id: str, session: ReadSessionDep, tenant_id: TenantDep
+) -> dict[str, Any]:
     return service.dataset_object(
         service.get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
     )
@@ -79,7 +81,7 @@ def delete_dataset(
 @router.get("/{dataset_id}/events")
 def dataset_events(
     dataset_id: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     tenant_id: TenantDep,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=1000),
@@ -94,7 +96,7 @@ def dataset_events(
 @router.get("/{dataset_id}/records")
 def dataset_records(
     dataset_id: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     state: StateDep,
     tenant_id: TenantDep,
     offset: int = Query(0, ge=0),
@@ -108,7 +110,7 @@ def dataset_records(
 @router.get("/{dataset_id}/removed")
 def dataset_removed(
     dataset_id: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     state: StateDep,
     tenant_id: TenantDep,
     limit: int = Query(100, ge=1, le=10000),
@@ -120,7 +122,7 @@ def dataset_removed(
 @router.get("/{dataset_id}/report")
 def dataset_report(
     dataset_id: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     state: StateDep,
     tenant_id: TenantDep,
     format: str = Query("json", pattern="^(json|html)$"),

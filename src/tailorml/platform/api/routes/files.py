@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, UploadFile
 from fastapi.responses import FileResponse
 
 from tailorml.platform import files as service
-from tailorml.platform.api.deps import SessionDep, StateDep, TenantDep
+from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -45,20 +45,20 @@ def upload_file(
 
 @router.get("")
 def list_files(
-    session: SessionDep, tenant_id: TenantDep, purpose: str | None = None
+    session: ReadSessionDep, tenant_id: TenantDep, purpose: str | None = None
 ) -> dict[str, Any]:
     rows = service.list_files(session, tenant_id=tenant_id, purpose=purpose)
     return {"object": "list", "data": [service.file_object(r) for r in rows], "has_more": False}
 
 
 @router.get("/{file_id}")
-def retrieve_file(file_id: str, session: SessionDep, tenant_id: TenantDep) -> dict[str, Any]:
+def retrieve_file(file_id: str, session: ReadSessionDep, tenant_id: TenantDep) -> dict[str, Any]:
     return service.file_object(service.get_file(session, tenant_id=tenant_id, file_id=file_id))
 
 
 @router.get("/{file_id}/content")
 def file_content(
-    file_id: str, session: SessionDep, state: StateDep, tenant_id: TenantDep
+    file_id: str, session: ReadSessionDep, state: StateDep, tenant_id: TenantDep
 ) -> FileResponse:
     row = service.get_file(session, tenant_id=tenant_id, file_id=file_id)
     return FileResponse(

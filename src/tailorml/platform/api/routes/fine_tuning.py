@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from tailorml.platform import fine_tuning as service
-from tailorml.platform.api.deps import SessionDep, StateDep, TenantDep
+from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
 from tailorml.platform.api.protocol import FineTuningJobCreate
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
@@ -29,7 +29,7 @@ def create_job(
 
 @router.get("")
 def list_jobs(
-    session: SessionDep,
+    session: ReadSessionDep,
     tenant_id: TenantDep,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
@@ -39,7 +39,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-def retrieve_job(job_id: str, session: SessionDep, tenant_id: TenantDep) -> dict[str, Any]:
+def retrieve_job(job_id: str, session: ReadSessionDep, tenant_id: TenantDep) -> dict[str, Any]:
     return service.job_object(service.get_job(session, tenant_id=tenant_id, job_id=job_id))
 
 
@@ -51,7 +51,7 @@ def cancel_job(job_id: str, session: SessionDep, tenant_id: TenantDep) -> dict[s
 @router.get("/{job_id}/events")
 def list_events(
     job_id: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     tenant_id: TenantDep,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=1000),
@@ -64,7 +64,7 @@ def list_events(
 
 @router.get("/{job_id}/checkpoints")
 def list_checkpoints(
-    job_id: str, session: SessionDep, tenant_id: TenantDep, limit: int = Query(10, ge=1, le=100)
+    job_id: str, session: ReadSessionDep, tenant_id: TenantDep, limit: int = Query(10, ge=1, le=100)
 ) -> dict[str, Any]:
     job = service.get_job(session, tenant_id=tenant_id, job_id=job_id)
     rows = service.list_checkpoints(session, tenant_id=tenant_id, job_id=job_id, limit=limit)
