@@ -9,6 +9,7 @@ scripts.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -206,8 +207,6 @@ def test_frequent_text_drops_every_copy_of_a_template() -> None:
 
 
 def test_shipped_short_text_recipes_use_the_new_filters_not_quality() -> None:
-    from pathlib import Path
-
     recipes = Path(__file__).resolve().parents[3] / "recipes"
     for name in ("classification-cleanup", "chat-sft-cleanup"):
         ops = [s.op for s in load_recipe(recipes / f"{name}.yaml").steps]
@@ -246,3 +245,43 @@ def test_operator_contract(name: str, zh_reviews: list[str], sst2: list[str]) ->
         verdicts = [v for _, v in out]
     assert all(isinstance(v, Verdict) and (v.keep or v.reason) for v in verdicts)
     assert verdicts[0].keep and verdicts[1].keep
+
+
+def test_the_filters_through_the_runner(tmp_path: Path) -> None:
+    """A recipe with all four, over shards: junk and every template copy go, with reasons."""
+    import json
+
+    from tailorml.data.runner import iter_output, run_pipeline
+
+    rows = ["房间很干净，早餐也不错", "Great hotel, friendly staff.", "不错不错", "good good"]
+    rows += ["默认好评", "好好好好好好好好", "asdfghjkl", "！！！！！！"]
+    rows += [f"加微信{n}领取优惠券，先到先得" for n in range(100, 115)]
+    rows += [f"第{i}次入住，房间干净，位置方便" if i % 2 else f"Stay {i}, ok" for i in range(60)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in rows))
+    recipe = load_recipe(
+        "name: short\nsteps:\n  - op: boilerplate\n  - op: repetition\n  - op: gibberish\n"
+        "  - op: frequent_text\n    max_share: 0.1\n    mask_digits: false\n"
+        "  - op: frequent_text\n    max_share: 0.1\n"
+    )
+    result = run_pipeline(recipe, [src], tmp_path / "out", workers=1, shards=2, chunk=10)
+    kept = {d.fields["text"] for d in iter_output(result)}
+    assert {
+        "房间很干净，早餐也不错",
+        "Great hotel, friendly staff.",
+        "不错不错",
+        "good good",
+    } <= kept
+    assert not kept & {"默认好评", "好好好好好好好好", "asdfghjkl", "！！！！！！"}
+    assert not any(t.startswith("加微信") for t in kept)
+    # Masked digits make the 30 "第N次入住" reviews one text too, over 10 %: a user sees why.
+    # "Stay N, ok" is as frequent but short: a common reply, not a template.
+    assert not any(t.startswith("第") for t in kept) and any(t.startswith("Stay") for t in kept)
+    removed = [
+        json.loads(line)
+        for path in sorted((tmp_path / "out" / "removed").glob("*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    ops = {r["op"] for r in removed}
+    assert {"boilerplate", "repetition", "gibberish", "frequent_text"} <= ops
+    assert all(r["reason"].startswith(r["op"] + ": ") for r in removed)
