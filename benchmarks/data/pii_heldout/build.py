@@ -6,7 +6,11 @@ splits come out, from disjoint carrier sentences and different seeds:
 
 - ``dev.jsonl``: for development; it uses only every other template, so
   ``test.jsonl`` holds phrasings never seen while tuning.
-- ``test.jsonl``: the held-out set that ``benchmarks/data/pii.py`` scores.
+- ``test.jsonl``: the first held-out set (version 1); scored, then seen.
+- ``test-v2.jsonl`` (``--version 2``): the held-out set written after
+  ``test.jsonl`` had been seen: another seed, phrasings in neither version 1
+  split, lists of names, and places and words starting with a surname as
+  look-alikes (NOT_NAME) for the name finder.
 
 Carrier sentences are real text whose licence allows sharing it with
 attribution (see PROVENANCE.md beside this file): Chinese from the
@@ -18,18 +22,20 @@ Into each record go one or two planted items, glued to Chinese text the way
 Chinese is written (no spaces) or spaced in English, each with its gold
 span: ``spans`` are PII that must be found (``type`` in the detector's
 names), ``decoys`` are look-alikes that must not be redacted (``kind``:
-VERSION, BAD_OCTET, ORDER_NO, BAD_CN_ID, DATE, AMOUNT). Every planted value
+VERSION, BAD_OCTET, ORDER_NO, BAD_CN_ID, DATE, AMOUNT; NOT_NAME in version 2). Every planted value
 is generated and checked here: phones with ``phonenumbers`` (valid for
 their region), cards with Luhn, IDs with MOD 11-2, IBANs with mod 97; the
 look-alikes fail the same checks.
 
 Run (writes both splits; the output is deterministic)::
 
-    .venv/bin/python benchmarks/data/pii_heldout/build.py
+    .venv/bin/python benchmarks/data/pii_heldout/build.py               # dev, test
+    .venv/bin/python benchmarks/data/pii_heldout/build.py --version 2   # test-v2
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -45,8 +51,12 @@ EN_SOURCES = (
     DATASETS / "web_c4_sample" / "c4_demo.jsonl",
     DATASETS / "instruct_alpaca_en" / "alpaca_5000.jsonl",
 )
-SEEDS = {"dev": 9001, "test": 20261201}
-PER_TYPE = {"dev": 60, "test": 120}  # planted items per PII type and per look-alike kind
+SEEDS = {"dev": 9001, "test": 20261201, "test-v2": 20261202}
+PER_TYPE = {
+    "dev": 60,
+    "test": 120,
+    "test-v2": 120,
+}  # planted items per PII type and per look-alike kind
 _UNSAFE = re.compile(r"@|://|\d{5}|www\.")
 
 # ---------------------------------------------------------------- carriers
@@ -383,8 +393,9 @@ def amount(r: random.Random) -> str:
 # planted value and its gold span; "{where}" a place name for foreign phones.
 
 Gen = Callable[[random.Random], "str | tuple[str, str]"]
+Item = tuple[Gen, list[str], list[str]]
 
-ITEMS: dict[str, tuple[Gen, list[str], list[str]]] = {
+ITEMS: dict[str, Item] = {
     "EMAIL": (
         email,
         [
@@ -563,12 +574,134 @@ ITEMS: dict[str, tuple[Gen, list[str], list[str]]] = {
         ["total {v}", "refund of {v}", "it cost {v}", "balance: {v}"],
     ),
 }
-DECOYS = ("VERSION", "BAD_OCTET", "ORDER_NO", "BAD_CN_ID", "DATE", "AMOUNT")
+DECOYS = ("VERSION", "BAD_OCTET", "ORDER_NO", "BAD_CN_ID", "DATE", "AMOUNT", "NOT_NAME")
+
+# ---------------------------------------------------------------- version 2
+# Written on 2026-12-01 after version 1's test split had been scored (so it
+# is no longer held out) and *before* the name finder was changed again.
+# Same generators, phrasings in neither version 1 split, and a look-alike
+# kind for the name finder: places and words that start with a surname.
+
+NOT_NAMES = (
+    "黄山 张家界 高铁站 金华 常州 温州 安徽 江西 林芝 武汉 郑州 徐家汇 朱家角 杨浦 石家庄 "
+    "白云山 苏州 宁波 万达广场 龙门石窟 毛巾 钱包 龙虾 牛肉面 黄瓜 白菜 马桶 房卡 钟表 "
+    "叶子 华为手机 陈醋 田螺 高跟鞋 雷雨 方便面 周末 明天 安全感 文化节"
+).split()
 
 
-def plant(r: random.Random, kind: str, lang: str, split: str) -> tuple[str, int, int]:
-    """One planted clause in ``lang`` and the span of its value in it."""
-    gen, zh, en = ITEMS[kind]
+def not_name(r: random.Random) -> str:
+    return r.choice(NOT_NAMES)
+
+
+ITEMS_V2: dict[str, Item] = {
+    "EMAIL": (
+        email,
+        ["麻烦把发票寄到{v}", "客服邮箱{v}一直没人回", "已抄送{v}", "邮件地址是{v}吗"],
+        ["Forward it to {v} when done.", "cc {v} on the thread", "Email on file: {v}"],
+    ),
+    "API_KEY": (
+        api_key,
+        ["我的apikey:{v}", "这是测试环境的token：{v}", "secret={v}", "访问密钥{v}"],
+        ["Authorization: Bearer {v}", "the secret key {v} was committed", "set TOKEN={v}"],
+    ),
+    "PHONE": (
+        phone,
+        ["客服热线{v}", "{where}酒店前台{v}", "打{v}找我", "座机{v}转分机", "我的手机号码：{v}"],
+        ["Text me on {v}.", "{where} hotline {v}", "mobile: {v}", "call {v} to book"],
+    ),
+    "CN_ID": (
+        cn_id,
+        ["入住登记的身份证{v}", "公民身份号码：{v}", "请核实证件{v}"],
+        ["national ID number: {v}", "ID no. {v} (PRC)"],
+    ),
+    "CREDIT_CARD": (
+        card,
+        ["完整卡号是{v}", "用{v}这张信用卡支付", "借记卡{v}被冻结了"],
+        ["my Visa {v} was declined", "card: {v}", "Credit card {v}, expiry next year"],
+    ),
+    "IBAN": (
+        iban,
+        ["对方账户IBAN为{v}", "欧元账户{v}", "转账到{v}即可"],
+        ["Please transfer to IBAN {v}.", "our bank account {v}", "send the refund to {v}"],
+    ),
+    "IP_ADDRESS": (
+        ip_address,
+        ["服务器地址{v}连不上", "客户端IP：{v}", "禁止{v}访问", "主机{v}已重启"],
+        ["the host {v} timed out", "Connection from {v} refused.", "ping {v}", "IP: {v}"],
+    ),
+    "URL_CREDENTIALS": (
+        url_credentials,
+        ["连接字符串{v}", "镜像仓库{v}", "备份地址：{v}"],
+        ["connect with {v}", "the remote is {v}", "push to {v}"],
+    ),
+    "PERSON": (
+        cn_name,
+        [
+            "{v}老师讲得很清楚",
+            "感谢{v}帮我换了房间",
+            "有问题找{v}",
+            "请联系{v}办理退房",
+            "{v}先生的房间升级了",
+            "{v}女士已经签收",
+            "值班的是{v}和{v2}",
+            "参加会议的有{v}、{v2}",
+            "客户{v}投诉了两次",
+            "这单由{v}负责跟进",
+            "{v}说今天不营业",
+        ],
+        [],
+    ),
+    "US_SSN": (
+        us_ssn,
+        ["社安号{v}"],
+        ["SSN {v} on the W-2", "Social Security No. {v}", "ssn: {v}"],
+    ),
+    "VERSION": (
+        version,
+        ["当前版本{v}有bug", "更新到{v}之后正常了", "内核版本{v}"],
+        ["Tested on {v}.", "release {v} is out", "firmware {v}"],
+    ),
+    "BAD_OCTET": (
+        bad_octet,
+        ["IP写成{v}了", "{v}不是合法地址", "日志里出现{v}"],
+        ["invalid host {v}", "got {v} from the form"],
+    ),
+    "ORDER_NO": (
+        order_number,
+        ["运单号{v}", "我的订单{v}什么时候发货", "单号：{v}"],
+        ["shipment {v}", "your order {v}", "invoice {v}"],
+    ),
+    "BAD_CN_ID": (
+        bad_cn_id,
+        ["会员编号{v}", "批次{v}", "档案编号：{v}"],
+        ["serial {v}", "ref no. {v}", "record id {v}"],
+    ),
+    "DATE": (
+        date,
+        ["预计{v}到货", "{v}退房", "生产日期{v}"],
+        ["due {v}", "checked in {v}", "valid until {v}"],
+    ),
+    "AMOUNT": (
+        amount,
+        ["实付{v}", "押金{v}", "优惠了{v}"],
+        ["paid {v}", "deposit {v}", "a fee of {v}"],
+    ),
+    "NOT_NAME": (
+        not_name,
+        ["这次去了{v}", "说起{v}，印象很深", "关于{v}的评价都不错", "{v}挺不错的"],
+        [],
+    ),
+}
+
+
+def plant(
+    r: random.Random, kind: str, lang: str, split: str, items: dict[str, Item] = ITEMS
+) -> tuple[str, list[tuple[int, int]]]:
+    """One planted clause in ``lang`` and the spans of its values in it.
+
+    A template with ``{v2}`` (a list of names, version 2) plants a second value of the kind.
+    """
+    gen, zh, en = items[kind]
     templates = zh if lang == "zh" or not en else en
     if split == "dev":
         templates = templates[::2]
@@ -588,17 +721,25 @@ def plant(r: random.Random, kind: str, lang: str, split: str) -> tuple[str, int,
     clause = template.replace("{where}", where)
     head, tail = clause.split("{v}")
     start = len(head) + shown.index(value)
-    return head + shown + tail, start, start + len(value)
+    spans = [(start, start + len(value))]
+    if "{v2}" in tail:
+        second = str(gen(r))
+        mid, rest = tail.split("{v2}")
+        s2 = len(head) + len(shown) + len(mid)
+        spans.append((s2, s2 + len(second)))
+        tail = mid + second + rest
+    return head + shown + tail, spans
 
 
-def build(split: str) -> list[dict]:
+def build(split: str, version: int = 1) -> list[dict]:
     r = random.Random(SEEDS[split])
+    items_of = ITEMS if version == 1 else ITEMS_V2
     zh_all, en_all = zh_sentences(), en_sentences()
-    # Disjoint carriers: dev takes every third sentence, test the rest.
+    # Disjoint carriers: dev takes every third sentence, the test splits the rest.
     pick = (lambda i: i % 3 == 0) if split == "dev" else (lambda i: i % 3 != 0)
     zh = [s for i, s in enumerate(zh_all) if pick(i)]
     en = [s for i, s in enumerate(en_all) if pick(i)]
-    items = [k for k in ITEMS for _ in range(PER_TYPE[split])]
+    items = [k for k in items_of for _ in range(PER_TYPE[split])]
     r.shuffle(items)
     records = []
     while items:
@@ -606,17 +747,17 @@ def build(split: str) -> list[dict]:
         if items and r.random() < 0.35:
             kinds.append(items.pop())
         lang = "zh" if "PERSON" in kinds or r.random() < 0.6 else "en"
-        if lang == "en" and not all(ITEMS[k][2] for k in kinds):
+        if lang == "en" and not all(items_of[k][2] for k in kinds):
             lang = "zh"
         carriers = zh if lang == "zh" else en
         sep = "" if lang == "zh" else " "
         end = "。" if lang == "zh" else ""
         parts: list[tuple[str, list[tuple[int, int, str]]]] = [(r.choice(carriers), [])]
         for kind in kinds:
-            clause, s, e = plant(r, kind, lang, split)
+            clause, found = plant(r, kind, lang, split, items_of)
             if lang == "zh" and not clause.endswith(("。", "）", "！")):
                 clause += r.choice(["。", "，", "！"])
-            parts.insert(r.randrange(len(parts) + 1), (clause, [(s, e, kind)]))
+            parts.insert(r.randrange(len(parts) + 1), (clause, [(s, e, kind) for s, e in found]))
         text, spans, decoys = "", [], []
         for i, (piece, marks) in enumerate(parts):
             if i:
@@ -661,8 +802,18 @@ def build(split: str) -> list[dict]:
 
 
 def main() -> None:
-    for split in SEEDS:
-        records = build(split)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--version",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="1: dev.jsonl and test.jsonl (frozen 2026-12-01); 2: test-v2.jsonl (new templates)",
+    )
+    args = parser.parse_args()
+    splits = ("dev", "test") if args.version == 1 else ("test-v2",)
+    for split in splits:
+        records = build(split, args.version)
         with (HERE / f"{split}.jsonl").open("w", encoding="utf-8") as fh:
             for rec in records:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
