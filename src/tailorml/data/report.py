@@ -6,7 +6,9 @@ JavaScript (plotly) or a heavy dependency (matplotlib) for a handful of bar
 charts that are thirty lines of SVG. It shows the counts, the length
 histogram before and after, label balance, languages, what each operator
 removed (with reasons and examples) and what it changed (before/after, with
-the edits highlighted).
+the edits highlighted, and what the operator recorded about each change:
+``pii_redact``'s findings with their type, span and confidence). Everything
+from the data is escaped: the page is served to tenants.
 """
 
 from __future__ import annotations
@@ -124,6 +126,21 @@ def _flag_text(meta: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in meta.items())
 
 
+def _is_rows(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _rows_table(name: str, rows: list[dict[str, Any]]) -> str:
+    """A list of dicts an operator recorded (``pii_found``: field, type, span, confidence)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(row.get(c, ''))}</td>" for c in columns) + "</tr>"
+        for row in rows
+    )
+    return f"<table class='found'><caption>{_e(name)}</caption><tr>{head}</tr>{body}</table>"
+
+
 def _op_section(op: dict[str, Any]) -> str:
     head = (
         f"<h3>{_e(op['op'])} <span class='muted'>({_e(op['kind'])}, step {op['step']})</span>"
@@ -149,9 +166,13 @@ def _op_section(op: dict[str, Any]) -> str:
             f"{_pre(ex['record'])}</details>"
         )
     for ex in op["changed_examples"][:SHOWN_EXAMPLES]:
+        recorded = ex.get("meta") or {}
+        notes = {k: v for k, v in recorded.items() if not _is_rows(v)}
+        note = f": {_e(_flag_text(notes))}" if notes else ""
+        tables = "".join(_rows_table(k, v) for k, v in recorded.items() if _is_rows(v))
         body.append(
-            f"<details open><summary>changed {_e(ex['id'])}</summary>"
-            f"{diff_html(ex['before'], ex['after'])}</details>"
+            f"<details open><summary>changed {_e(ex['id'])}{note}</summary>"
+            f"{diff_html(ex['before'], ex['after'])}{tables}</details>"
         )
     return f"<section class='op'>{head}{''.join(body)}</section>"
 
@@ -164,6 +185,7 @@ table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:
 text-align:left}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;word-break:break-word;
 max-height:320px;overflow:auto;font-size:12px}del{background:#fdd;color:#900}
 ins{background:#dfd;color:#060;text-decoration:none}summary{cursor:pointer}
+caption{text-align:left;font-size:12px;color:#777}
 svg .t{font-size:13px;font-weight:600}svg .a{font-size:10px;fill:#555}svg .g{stroke:#eee}"""
 
 

@@ -6,7 +6,9 @@ Nothing silently disappears: every removed record goes to
 more than its whitespace); a line that did not even parse is removed by the pseudo-operator
 ``read``. Per operator we count documents in, out, removed, changed (fields
 differ), annotated (only meta differs, e.g. a quality flag) and added (new
-records, e.g. augmentation), and keep a few examples of each for the report.
+records, e.g. augmentation), and keep a few examples of each for the report;
+a changed record's example carries the meta its operator set beside the
+before and after (``pii_redact``'s findings: type, span and confidence).
 
 Counts and examples are plain dicts so a shard can write them into its
 completion marker and a rerun that skips the shard still reports them.
@@ -141,6 +143,11 @@ def _changed_beyond_whitespace(before: Document, after: Document) -> bool:
     return before.map_texts(_squash).fields != after.map_texts(_squash).fields
 
 
+def _meta_added(before: Document, after: Document) -> dict[str, Any]:
+    """The meta keys ``after`` set or changed."""
+    return {k: v for k, v in after.meta.items() if before.meta.get(k) != v}
+
+
 def _kind(op: Operator) -> str:
     return next((k.__name__ for k in (Mapper, Filter, GlobalStep) if isinstance(op, k)), "?")
 
@@ -179,12 +186,19 @@ class Trace:
         if after.fields != before.fields:
             st.changed += 1
             if len(st.changed_examples) < EXAMPLES:
-                st.changed_examples.append(
-                    {"id": before.id, "before": _clip(before.fields), "after": _clip(after.fields)}
-                )
+                example: dict[str, Any] = {
+                    "id": before.id,
+                    "before": _clip(before.fields),
+                    "after": _clip(after.fields),
+                }
+                # What the operator recorded about its change (pii_redact: each finding's
+                # type, span and confidence), so the report says why the text changed.
+                if recorded := _meta_added(before, after):
+                    example["meta"] = _clip(recorded)
+                st.changed_examples.append(example)
         elif after.meta != before.meta:
             st.annotated += 1
-            added = {k: v for k, v in after.meta.items() if before.meta.get(k) != v}
+            added = _meta_added(before, after)
             # Show records an operator raised a flag on (label_issue, ...), not every new score.
             if any(v is True for v in added.values()) and len(st.flagged_examples) < EXAMPLES:
                 st.flagged_examples.append(
