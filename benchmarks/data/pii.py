@@ -1,6 +1,6 @@
 """PII detection quality per entity type: TailorML's ``detect_pii`` vs presidio-analyzer.
 
-Two sets. **held-out** (``pii_heldout/test.jsonl`` beside this file): real
+Two sets. **held-out** (``pii_heldout/test-v2.jsonl`` beside this file; ``--split test`` for version 1, seen since): real
 Chinese and English sentences with planted PII of every type and look-alikes
 that must not be redacted, built and frozen before the detector was tuned
 for it (``pii_heldout/PROVENANCE.md``). Reported per type: precision and
@@ -48,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ROOT, VENVS, WORK, run_tool  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets" / "pii_presidio_synth" / "synth_dataset_v2.jsonl"
-HELDOUT = Path(__file__).resolve().parent / "pii_heldout" / "test.jsonl"
+HELDOUT_DIR = Path(__file__).resolve().parent / "pii_heldout"
+HELDOUT = HELDOUT_DIR / "test-v2.jsonl"  # test.jsonl (version 1) was seen: --split test
 # Dataset / presidio names -> the common names scored here (TailorML's names).
 COMMON = {
     "EMAIL_ADDRESS": "EMAIL",
@@ -75,7 +76,7 @@ HELDOUT_TYPES = [
     "US_SSN",
     "PERSON",
 ]
-DECOY_KINDS = ["VERSION", "BAD_OCTET", "ORDER_NO", "BAD_CN_ID", "DATE", "AMOUNT"]
+DECOY_KINDS = ["VERSION", "BAD_OCTET", "ORDER_NO", "BAD_CN_ID", "DATE", "AMOUNT", "NOT_NAME"]
 # Types presidio's default recognizers claim (the held-out set's other types show "-").
 PRESIDIO_TYPES = {"EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "PERSON"}
 _EDGE = " \t\n.,;:!?\"'()[]<>"
@@ -183,6 +184,8 @@ def heldout_markdown(results: dict[str, dict]) -> str:
     lines.append("| **look-alikes redacted** | | " + " | ".join("" for _ in names) + " |")
     for k in [*DECOY_KINDS, "all"]:
         n = results[names[0]]["decoys"][k]["n"]
+        if not n:
+            continue  # a kind this split does not plant (NOT_NAME is version 2's)
         cells = [
             f"{results[m]['decoys'][k]['redacted']} ({100 * results[m]['decoys'][k]['share']:.1f} %)"
             for m in names
@@ -194,9 +197,9 @@ def heldout_markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def heldout() -> dict[str, dict]:
-    """TailorML (patterns; +PERSON) and presidio on the held-out mixed Chinese/English set."""
-    rows = [json.loads(line) for line in HELDOUT.open(encoding="utf-8")]
+def heldout(path: Path = HELDOUT) -> dict[str, dict]:
+    """TailorML (patterns; +PERSON) and presidio on a held-out mixed Chinese/English split."""
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
     texts = [r["text"] for r in rows]
     gold = [[(s["start"], s["end"], s["type"]) for s in r["spans"]] for r in rows]
     decoys = [[(s["start"], s["end"], s["kind"]) for s in r["decoys"]] for r in rows]
@@ -208,10 +211,10 @@ def heldout() -> dict[str, dict]:
             "decoys": decoy_counts(decoys, pred),
             "ms_per_doc": 1000 * seconds / len(texts),
         }
-    workdir = WORK / "runs" / "pii-presidio-heldout"
+    workdir = WORK / "runs" / f"pii-presidio-heldout-{path.stem}"
     if not (VENVS / "presidio" / "bin" / "python").exists():
         print("presidio is not installed (see benchmarks/README.md): TailorML only")
-    elif (m := run_tool("presidio", ["--input", str(HELDOUT)], workdir, mode="pii")).rc == 0:
+    elif (m := run_tool("presidio", ["--input", str(path)], workdir, mode="pii")).rc == 0:
         raw = json.loads((workdir / "predictions.json").read_text())
         pred = [[(s, e, COMMON[k]) for s, e, k, _ in spans if k in COMMON] for spans in raw]
         results["presidio"] = {
@@ -290,14 +293,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=["heldout", "english", "cost", "all"], default="all")
     parser.add_argument("--label", default="", help="suffix of the results file (e.g. before)")
+    parser.add_argument(
+        "--split",
+        choices=["test-v2", "test", "dev"],
+        default="test-v2",
+        help="held-out split: test-v2 (default), test (version 1, seen), dev (for tuning)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"load average at start: {load}")
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     report: dict = {"date": stamp, "load": load}
     if args.set in ("heldout", "all"):
-        report["heldout"] = heldout()
-        print("\nheld-out mixed Chinese/English set\n")
+        report["heldout"] = heldout(HELDOUT_DIR / f"{args.split}.jsonl")
+        report["split"] = args.split
+        print(f"\nheld-out mixed Chinese/English set ({args.split}.jsonl)\n")
         print(heldout_markdown(report["heldout"]))
     if args.set in ("english", "all"):
         report["english"] = english()
