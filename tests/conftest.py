@@ -83,10 +83,31 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny random BERT and Llama with the real MiniLM and SmolLM2 tokenizers, built once."""
-    from tailorml.train.tiny import build_tiny_model
+    from tailorml.models.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {
         "encoder": build_tiny_model("encoder", root / "tiny-bert"),
         "decoder": build_tiny_model("decoder", root / "tiny-llama"),
     }
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_models: dict[str, Path], model_cache: Path):
+    """The suite's tiny BERT, described as a base model (``materialize``)."""
+    from tailorml.models.sources import materialize
+
+    return materialize(str(tiny_models["encoder"]), model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder(tiny_models: dict[str, Path], model_cache: Path):
+    """The suite's tiny Llama, described as a base model."""
+    from tailorml.models.sources import materialize
+
+    return materialize(str(tiny_models["decoder"]), model_cache)

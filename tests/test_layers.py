@@ -35,24 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": CORE,
 }
 # (importing module, imported module) -> why it is allowed anyway.
-# Until tailorml.models exists (issue 8), the catalog, the sources and the
-# manifest reader live in train/, and data and eval reach into it for them.
-_TINY = "package_dir (where a pip package's files are) lives in train/tiny.py until tailorml.models owns the model artifacts (issue 8)"
-_CATALOG = "the base-model catalog lives in train/ until tailorml.models owns it (issue 8)"
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("tailorml.data.ops.augment", "tailorml.train.tiny"): _TINY,
-    ("tailorml.data.ops.dedup_semantic", "tailorml.train.catalog"): _CATALOG,
-    ("tailorml.data.ops.dedup_semantic", "tailorml.train.tiny"): _TINY,
-    ("tailorml.data.ops.filters", "tailorml.train.catalog"): _CATALOG,
-    ("tailorml.data.ops.filters", "tailorml.train.tiny"): _TINY,
-    ("tailorml.data.ops.label_quality", "tailorml.train.tiny"): _TINY,
-    ("tailorml.eval.classification", "tailorml.train.checkpoints"): (
-        "the model manifest is read through train/ until tailorml.models owns it (issue 8)"
-    ),
-    ("tailorml.eval.classification", "tailorml.train.sources"): (
-        "MaterializedModel, a base model's description, lives in train/sources.py (issue 8)"
-    ),
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

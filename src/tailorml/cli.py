@@ -195,7 +195,7 @@ def db_upgrade() -> None:
 @app.command()
 def models() -> None:
     """List the base-model catalog."""
-    from tailorml.train.catalog import catalog
+    from tailorml.models.catalog import catalog
 
     table = Table("name", "architecture", "tasks", "parameters", "context", "licence")
     for spec in catalog():

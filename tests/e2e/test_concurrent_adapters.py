@@ -21,7 +21,7 @@ PROMPT = "Give three tips for staying healthy."
 
 
 def build_models(root: Path) -> tuple[Path, list[Path]]:
-    from tailorml.train.tiny import build_tiny_model
+    from tailorml.models.tiny import build_tiny_model
 
     base = build_tiny_model("decoder", root / "tiny-llama")
     spread_weights(base)  # varied greedy text, so a mixed-up adapter would show

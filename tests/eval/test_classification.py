@@ -6,9 +6,9 @@ import pytest
 
 from tailorml.errors import InvalidRequestError
 from tailorml.eval.classification import accuracy, baseline_accuracies
+from tailorml.models.sources import materialize
 from tailorml.records import ChatRecord, ClassificationRecord, Message
 from tailorml.train.loop import TrainSpec, train
-from tailorml.train.sources import materialize
 from tests.train.conftest import EventLog, sst2_records
 
 

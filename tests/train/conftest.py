@@ -1,12 +1,9 @@
-"""Fixtures for the training tests: tiny models with the real tokenizers, and real data rows."""
+"""Helpers for the training tests: real data rows and an event log (tiny models: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
-
-import pytest
 
 from tailorml.records import ChatRecord, ClassificationRecord, Message
 from tests.conftest import shared_dataset
@@ -39,27 +36,6 @@ def glaive_chats(n: int | None = None, max_chars: int | None = None) -> list[Cha
                 ChatRecord([Message(SHAREGPT_ROLES[t["from"]], t["value"]) for t in turns])
             )
     return chats[:n]
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
-
-
-@pytest.fixture(scope="session")
-def tiny_encoder(tiny_models: dict[str, Path], model_cache: Path):
-    """The suite's tiny BERT, described as a base model."""
-    from tailorml.train.sources import materialize
-
-    return materialize(str(tiny_models["encoder"]), model_cache)
-
-
-@pytest.fixture(scope="session")
-def tiny_decoder(tiny_models: dict[str, Path], model_cache: Path):
-    """The suite's tiny Llama, described as a base model."""
-    from tailorml.train.sources import materialize
-
-    return materialize(str(tiny_models["decoder"]), model_cache)
 
 
 class EventLog:

@@ -104,6 +104,7 @@ def test_events_and_outputs(tiny_encoder, tmp_path):
         "labels": ["0", "1"],
         "context_length": 512,
         "max_length": 512,
+        "version": 1,
     }
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tailorml.eval.classification import accuracy
+from tailorml.models.sources import materialize
 from tailorml.train.hyperparams import resolve_hyperparameters
 from tailorml.train.loop import TrainSpec, train
-from tailorml.train.sources import materialize
 
 from .conftest import EventLog, glaive_chats, sst2_records
 

@@ -6,9 +6,9 @@ import inspect
 
 import pytest
 
+from tailorml.models import sources  # noqa: F401  (registers the model sources)
 from tailorml.records import TASKS
 from tailorml.registry import lookup, names
-from tailorml.train import sources  # noqa: F401  (registers the model sources)
 from tailorml.train.tasks import TrainTask, load_task
 
 load_task("chat")  # registers the built-in tasks

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tailorml.errors import InvalidRequestError
+from tailorml.models.manifest import read_manifest
+from tailorml.models.sources import MaterializedModel
 from tailorml.records import ClassificationRecord, Record
-from tailorml.train.checkpoints import read_manifest
-from tailorml.train.sources import MaterializedModel
 
 BATCH_SIZE = 32
 MAX_LENGTH = 256  # sentence-transformers' limit for MiniLM; longer texts add little
@@ -89,22 +89,20 @@ def baseline_accuracies(
 
 
 def load_classifier(model_dir: Path) -> tuple[Any, Any, list[str]]:
-    """``(model, tokenizer, labels)`` of a classifier written by ``tailorml.train``."""
+    """``(model, tokenizer, labels)`` of a classifier folder (one with a ``ModelManifest``)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     manifest = read_manifest(model_dir)
-    labels = manifest.get("labels")
-    if manifest.get("task") != "classification" or not labels:
-        raise InvalidRequestError(
-            f"{model_dir} holds a {manifest.get('task')} model, not a classifier."
-        )
+    if manifest.task != "classification" or not manifest.labels:
+        raise InvalidRequestError(f"{model_dir} holds a {manifest.task} model, not a classifier.")
+    labels = list(manifest.labels)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if manifest["method"] == "lora":
+    if manifest.is_lora:
         from peft import PeftModel
 
         base = AutoModelForSequenceClassification.from_pretrained(
-            manifest["base_path"], num_labels=len(labels), dtype=torch.float32
+            manifest.base_folder(model_dir), num_labels=len(labels), dtype=torch.float32
         )
         model = PeftModel.from_pretrained(base, model_dir)
     else:
@@ -130,6 +128,6 @@ def accuracy(model_dir: Path, records: list[Record]) -> float:
     """The share of ``records`` a trained classifier labels correctly."""
     test = _classification(records, "records")
     model, tokenizer, labels = load_classifier(Path(model_dir))
-    max_length = int(read_manifest(model_dir).get("max_length") or MAX_LENGTH)
+    max_length = read_manifest(model_dir).max_length or MAX_LENGTH
     predicted = predict_labels(model, tokenizer, labels, [r.text for r in test], max_length)
     return sum(p == r.label for p, r in zip(predicted, test, strict=True)) / len(test)

@@ -49,7 +49,7 @@ def _check_length(value: str, column: Any, *, param: str, what: str) -> None:
 
 
 def _looks_like_path(model: str, settings: Settings) -> bool:
-    """The library's rule (``train.sources``), without touching the disk unless paths are on."""
+    """The library's rule (``models.sources``), without touching the disk unless paths are on."""
     if model.startswith((".", "/", "~")) or model.endswith(".gguf"):
         return True
     # Probing the disk when paths are off would tell a tenant which server paths exist.
@@ -58,8 +58,8 @@ def _looks_like_path(model: str, settings: Settings) -> bool:
 
 def _path_base(model: str) -> tuple[str, tuple[str, ...] | None]:
     """Name and tasks of a local model the operator lets tenants name (TAILOR_ALLOW_MODEL_PATHS)."""
-    from tailorml.train.catalog import TASKS_BY_ARCHITECTURE
-    from tailorml.train.sources import detect_architecture, read_config, safe_name
+    from tailorml.models.catalog import TASKS_BY_ARCHITECTURE
+    from tailorml.models.sources import detect_architecture, read_config, safe_name
 
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
@@ -94,8 +94,8 @@ def _base_name(model: str, settings: Settings) -> tuple[str, tuple[str, ...] | N
     ``materialize`` applies later: a catalog name; a local path only when
     TAILOR_ALLOW_MODEL_PATHS is on; a hub id only when TAILOR_ALLOW_HUB_MODELS is.
     """
-    from tailorml.train.catalog import find_base
-    from tailorml.train.sources import safe_name
+    from tailorml.models.catalog import find_base
+    from tailorml.models.sources import safe_name
 
     if not model.isprintable():
         raise InvalidRequestError(

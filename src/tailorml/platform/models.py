@@ -33,7 +33,7 @@ def _not_found(model_id: str) -> NotFoundError:
 
 
 def list_models(session: Session, *, tenant_id: str) -> list[dict[str, Any]]:
-    from tailorml.train.catalog import catalog
+    from tailorml.models.catalog import catalog
 
     data: list[dict[str, Any]] = [
         {
@@ -155,7 +155,7 @@ class ModelResolver:
 
 def _folder_stamp(path: str) -> tuple[str, int, int, int] | None:
     """What changes when the model in ``path`` is written again; None when unreadable."""
-    from tailorml.serve.models import MANIFEST
+    from tailorml.models.manifest import MANIFEST
 
     try:
         st = os.stat(Path(path) / MANIFEST)
@@ -167,9 +167,9 @@ def _folder_stamp(path: str) -> tuple[str, int, int, int] | None:
 
 
 def _catalog_ref(settings: Settings, model_id: str) -> Any:
+    from tailorml.models.catalog import find_base
+    from tailorml.models.sources import materialize
     from tailorml.serve.models import ModelRef
-    from tailorml.train.catalog import find_base
-    from tailorml.train.sources import materialize
 
     if find_base(model_id) is None:
         raise _not_found(model_id)

@@ -192,7 +192,7 @@ def _check(session: Session, tenant_id: str, settings: Settings, kind: str, valu
 
 
 def _model_problem(session: Session, tenant_id: str, settings: Settings, value: str) -> str:
-    from tailorml.train.catalog import catalog, find_base
+    from tailorml.models.catalog import catalog, find_base
 
     if find_base(value) is not None:
         return ""

@@ -5,9 +5,10 @@ A model is a local folder of one of two kinds:
 * a base model in the Hugging Face layout (``config.json``, safetensors,
   tokenizer, and a chat template for decoders); the caller says what it is,
   or ``ModelRef.from_folder`` infers it from ``config.json``;
-* a fine-tuning output holding ``tailor_model.json`` (written by
-  ``tailorml.train``) plus either a full model or a peft LoRA adapter that
-  sits on the base folder named by ``base_path``.
+* a fine-tuning output holding ``tailor_model.json`` (the
+  ``tailorml.models.manifest`` that training writes) plus either a full
+  model or a peft LoRA adapter that sits on the base folder named by
+  ``base_path``.
 
 A ref is a plain frozen value, so the platform can build one per request
 (or cache it) and the engine keys its loaded weights by path, not by name.
@@ -21,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from tailorml.errors import ModelUnavailableError
-
-MANIFEST = "tailor_model.json"
-ARCHITECTURES = ("encoder", "decoder")
-METHODS = ("full", "lora")
-# A base folder that declares no window is served with this one (and never
-# beyond the model's own max_position_embeddings, which the engine also checks).
-DEFAULT_CONTEXT_LENGTH = 2048
+from tailorml.models.manifest import (
+    ARCHITECTURES,
+    DEFAULT_CONTEXT_LENGTH,
+    MANIFEST,
+    METHODS,
+    has_manifest,
+    read_manifest,
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class ModelRef:
                 "or fine-tune it again.",
                 param="model",
             )
-        if (path / MANIFEST).is_file():
+        if has_manifest(path):
             return _from_manifest(key, path)
         return _from_config(key, path)
 
@@ -97,45 +99,16 @@ def _read_json(path: Path, key: str) -> dict[str, Any]:
 
 
 def _from_manifest(key: str, path: Path) -> ModelRef:
-    meta = _read_json(path / MANIFEST, key)
-    problems = []
-    architecture = meta.get("architecture")
-    if architecture not in ARCHITECTURES:
-        problems.append(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-    method = meta.get("method", "full")
-    if method not in METHODS:
-        problems.append(f"method must be one of {METHODS}, got {method!r}")
-    base_path = None
-    if meta.get("base_path") is not None:
-        # A relative base_path is read against the model folder so a model
-        # tree can be moved as a whole.
-        base_path = (path / str(meta["base_path"])).resolve()
-        if not base_path.is_dir():
-            problems.append(f"base_path {base_path} is not a folder; restore the base model there")
-    elif method == "lora":
-        problems.append("a LoRA model needs base_path, the folder of the model it was tuned on")
-    labels = meta.get("labels")
-    if labels is not None and not (
-        isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)
-    ):
-        problems.append("labels must be a non-empty list of strings or null")
-    context_length = meta.get("context_length", DEFAULT_CONTEXT_LENGTH)
-    if isinstance(context_length, bool) or not isinstance(context_length, int):
-        problems.append(f"context_length must be an integer, got {context_length!r}")
-    if problems:
-        raise ModelUnavailableError(
-            f"Model {key!r}: {MANIFEST} in {path} is invalid: " + "; ".join(problems) + ".",
-            param="model",
-        )
+    manifest = read_manifest(path, model=key)
     return ModelRef(
         key=key,
         path=path,
-        architecture=str(architecture),
-        task=meta.get("task"),
-        base_path=base_path,
-        method=method,
-        labels=tuple(labels) if labels else None,
-        context_length=context_length,
+        architecture=manifest.architecture,
+        task=manifest.task,
+        base_path=manifest.base_folder(path),
+        method=manifest.method,
+        labels=manifest.labels,
+        context_length=manifest.context_length,
     )
 
 

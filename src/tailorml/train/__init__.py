@@ -1,9 +1,9 @@
-"""Training: the base-model catalog and sources, tasks, the training loop, LoRA, checkpoints.
+"""Training: tasks, the training loop, LoRA, checkpoints, hyperparameters.
 
-The map (the platform's job worker calls the first four):
+Base models (catalog, sources, ``materialize``) and the manifest a trained
+model is written with live in ``tailorml.models``. The map (the platform's
+job worker calls the first three):
 
-- ``catalog``      the built-in base models (``catalog()``, ``find_base()``)
-- ``sources``      model sources and ``materialize()``: a name or path -> a local HF folder
 - ``hyperparams``  ``resolve_hyperparameters()``: validate values, pick "auto" ones
 - ``loop``         ``train()``: the one training loop, events, checkpoints, resume
 - ``spec``         ``TrainSpec``/``TrainResult``, the resume fingerprint, the model manifest
@@ -12,9 +12,6 @@ The map (the platform's job worker calls the first four):
 - ``checkpoints``  model folders, checkpoint save/load/prune
 - ``evaluation``   validation loss and accuracy during training
 - ``batching``     the seeded, length-bucketed data order
-- ``gguf_import``  GGUF -> safetensors conversion, once, under a file lock
-- ``atomic``       all-or-nothing folder writes
-- ``tiny``         tiny random models with the real tokenizers, for tests and first runs
 
 Importing any of these is light: torch and transformers load inside functions.
 """

@@ -3,7 +3,7 @@
 A model folder (the final ``out_dir/model`` and the weights part of every
 checkpoint) holds the weights as safetensors (the whole model for a full
 fine-tune, the peft adapter for LoRA), the tokenizer and
-``tailor_model.json``, the manifest the serving engine reads. A checkpoint
+``tailor_model.json`` (``tailorml.models.manifest``). A checkpoint
 (``out_dir/checkpoints/step-<N>``) adds what the loop needs to continue
 exactly: optimizer, scheduler and RNG states, and ``trainer_state.json``
 (step, data position, metrics so far). Everything is written atomically and
@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tailorml.errors import InvalidRequestError
-from tailorml.train.atomic import atomic_directory
+from tailorml.models.atomic import atomic_directory
+from tailorml.models.manifest import ModelManifest
 
 if TYPE_CHECKING:
     import torch
 
-MANIFEST = "tailor_model.json"
 STATE = "trainer_state.json"
 KEEP_CHECKPOINTS = 2
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -55,21 +55,11 @@ class TrainerState:
     train_losses: list[float] = field(default_factory=list)
 
 
-def write_model_folder(folder: Path, model: Any, tokenizer: Any, manifest: dict[str, Any]) -> None:
+def write_model_folder(folder: Path, model: Any, tokenizer: Any, manifest: ModelManifest) -> None:
     """Weights (adapter only for a peft model), tokenizer and manifest into ``folder``."""
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-
-
-def read_manifest(model_dir: Path) -> dict[str, Any]:
-    """The ``tailor_model.json`` of a trained model folder."""
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        raise InvalidRequestError(
-            f"{model_dir} has no {MANIFEST}; it is not a folder written by tailorml.train."
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
+    manifest.write(folder)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -96,7 +86,7 @@ def save_checkpoint(
     *,
     model: Any,
     tokenizer: Any,
-    manifest: dict[str, Any],
+    manifest: ModelManifest,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
 ) -> Path:

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from tailorml.errors import InvalidRequestError, JobCancelledError
+from tailorml.models.atomic import atomic_directory, remove_stale_temporaries
+from tailorml.models.sources import MaterializedModel
 from tailorml.records import Record
-from tailorml.train.atomic import atomic_directory, remove_stale_temporaries
 from tailorml.train.batching import epoch_batches, steps_per_epoch
 from tailorml.train.checkpoints import (
     CheckpointInfo,
@@ -36,7 +37,6 @@ from tailorml.train.checkpoints import (
     write_model_folder,
 )
 from tailorml.train.evaluation import evaluate
-from tailorml.train.sources import MaterializedModel
 from tailorml.train.spec import (
     CHECKPOINT_EVERY,
     DEFAULT_MAX_LENGTH,

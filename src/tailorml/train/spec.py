@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tailorml.errors import InvalidRequestError
-from tailorml.train.sources import MaterializedModel
+from tailorml.models.manifest import ModelManifest
+from tailorml.models.sources import MaterializedModel
 
 EVALS_PER_RUN = 10
 CHECKPOINT_EVERY = 25
@@ -103,15 +104,15 @@ def run_fingerprint(
 
 def model_manifest(
     spec: TrainSpec, base: MaterializedModel, labels: list[str] | None, max_length: int
-) -> dict[str, Any]:
-    """``tailor_model.json``: what the serving engine needs to load and use a trained model."""
-    return {
-        "task": spec.task,
-        "method": spec.method,
-        "base": base.name,
-        "base_path": str(base.path),
-        "architecture": base.architecture,
-        "labels": labels,
-        "context_length": base.context_length,
-        "max_length": max_length,
-    }
+) -> ModelManifest:
+    """``tailor_model.json``: what serving and evaluation need to load and use a trained model."""
+    return ModelManifest(
+        task=spec.task,
+        method=spec.method,
+        base=base.name,
+        base_path=str(base.path),
+        architecture=base.architecture,
+        labels=tuple(labels) if labels is not None else None,
+        context_length=base.context_length,
+        max_length=max_length,
+    )

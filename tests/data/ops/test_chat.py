@@ -33,7 +33,7 @@ def conversations() -> list[dict]:
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("transformers")
-    from tailorml.train.tiny import build_tiny_model
+    from tailorml.models.tiny import build_tiny_model
 
     try:
         return build_tiny_model("decoder", tmp_path_factory.mktemp("tiny"))

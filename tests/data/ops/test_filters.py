@@ -41,7 +41,7 @@ def test_words_of_chinese_count_characters(zh_reviews: list[str]) -> None:
 def test_length_in_tokens_of_a_catalog_model(sst2: list[str]) -> None:
     from transformers import AutoTokenizer
 
-    from tailorml.train.tiny import package_dir
+    from tailorml.models.sources import package_dir
 
     f = LengthFilter(unit="tokens", tokenizer="minilm-l6", max=20)
     f.setup()

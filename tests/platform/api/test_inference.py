@@ -24,7 +24,7 @@ PROMPT = "Give three tips for staying healthy."
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny Llama with wide weights (varied greedy text) and two LoRA adapters on it."""
-    from tailorml.train.tiny import build_tiny_model
+    from tailorml.models.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("inference_models")
     base = build_tiny_model("decoder", root / "tiny-llama")

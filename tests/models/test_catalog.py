@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from tailorml.models import sources  # noqa: F401  (registers the model sources)
+from tailorml.models.catalog import catalog, find_base
 from tailorml.records import TASKS
 from tailorml.registry import names
-from tailorml.train import sources  # noqa: F401  (registers the model sources)
-from tailorml.train.catalog import catalog, find_base
 
 
 def test_builtin_entries():

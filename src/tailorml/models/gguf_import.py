@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tailorml.errors import ModelUnavailableError
-from tailorml.train.atomic import atomic_directory
+from tailorml.models.atomic import atomic_directory
 
 MARKER = "tailor_source.json"
 # A conversion takes well under a minute; a lock held far longer than that
