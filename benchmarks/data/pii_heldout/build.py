@@ -11,6 +11,15 @@ splits come out, from disjoint carrier sentences and different seeds:
   ``test.jsonl`` had been seen: another seed, phrasings in neither version 1
   split, lists of names, and places and words starting with a surname as
   look-alikes (NOT_NAME) for the name finder.
+- ``dev-v3.jsonl`` and ``test-v3.jsonl`` (``--version 3``): written after
+  ``test-v2.jsonl`` had been scored, before the name finder was changed for
+  it: new seeds, a new name generator (real given names, rarer and compound
+  surnames), new name contexts (a name before a title, after 感谢/联系/找,
+  lists of two and three, the subject of 说/表示/认为, at a sentence's
+  start) and NOT_NAME look-alikes by kind (places, brands, words from the
+  Chinese carriers that start with a surname, and name-like contexts around
+  them: 感谢王老吉的赞助, 许多人认为). ``dev-v3`` is for tuning and uses every
+  other name template; ``test-v3`` is scored once.
 
 Carrier sentences are real text whose licence allows sharing it with
 attribution (see PROVENANCE.md beside this file): Chinese from the
@@ -31,6 +40,7 @@ Run (writes both splits; the output is deterministic)::
 
     .venv/bin/python benchmarks/data/pii_heldout/build.py               # dev, test
     .venv/bin/python benchmarks/data/pii_heldout/build.py --version 2   # test-v2
+    .venv/bin/python benchmarks/data/pii_heldout/build.py --version 3   # dev-v3, test-v3
 """
 
 from __future__ import annotations
@@ -51,12 +61,18 @@ EN_SOURCES = (
     DATASETS / "web_c4_sample" / "c4_demo.jsonl",
     DATASETS / "instruct_alpaca_en" / "alpaca_5000.jsonl",
 )
-SEEDS = {"dev": 9001, "test": 20261201, "test-v2": 20261202}
+SEEDS = {"dev": 9001, "test": 20261201, "test-v2": 20261202, "dev-v3": 9003, "test-v3": 20261203}
 PER_TYPE = {
     "dev": 60,
     "test": 120,
     "test-v2": 120,
+    "dev-v3": 60,
+    "test-v3": 120,
 }  # planted items per PII type and per look-alike kind
+# Version 3 plants twice as many names and name look-alikes, so that a recall of
+# 0.97 is read off more than a hundred names.
+NAME_FACTOR = {"dev-v3": 2, "test-v3": 2}
+NAME_KINDS = ("PERSON", "NOT_NAME")
 _UNSAFE = re.compile(r"@|://|\d{5}|www\.")
 
 # ---------------------------------------------------------------- carriers
@@ -693,19 +709,135 @@ ITEMS_V2: dict[str, Item] = {
     ),
 }
 
+# ---------------------------------------------------------------- version 3
+# Written on 2026-12-02 after test-v2.jsonl had been scored (so it is no
+# longer held out) and *before* the name finder was changed for the misses
+# read there. Other types keep the templates of versions 1 and 2 (seen, so
+# they only check for regressions); names and their look-alikes are new.
+
+# Common surnames by population (the first 100 are version 1's), then rarer
+# ones of the top 400 and compound ones: a customer's name is not always 王/李/张.
+RARE_SURNAMES = "俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂苗谷盛曲翁冉骆蓝路游辛靳管柴鲍喻祁蒲房滕屈饶艾尤穆司卓古吉缪简车项连麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全"
+COMPOUND = ("欧阳", "司马", "上官", "诸葛", "皇甫", "慕容", "令狐", "东方")
+# Given names people actually carry, two characters (some are also words: 国庆,
+# 建设, 光明, 胜利), and one-character ones, none of them version 1's pool.
+GIVEN_V3 = (
+    "建华 国强 志明 丽娟 桂芳 淑珍 秀珍 玉兰 凤英 德胜 永福 海涛 振华 晓东 晓燕 雪梅 春梅 "
+    "红梅 金凤 立新 卫东 建军 文斌 俊峰 志强 子轩 梓涵 一诺 若汐 沐宸 浩宇 宇轩 欣妍 可馨 "
+    "语桐 思琪 梦瑶 雅琴 亚楠 家豪 美玲 少华 天佑 宏伟 明辉 晓丽 秋菊 冬梅 建平 光明 国庆 "
+    "爱民 建设 胜利 红军 婉清 静怡 嘉怡 博文 泽宇 皓轩 雨桐 晨曦 佳慧 海波 庆丰 玉珍 桂英"
+).split()
+GIVEN_V3_ONE = "斌彬琳玲颖婷慧倩雪蕾薇岚晨晖昊睿哲瀚铭轩凯悦妍瑶璐琦婧萌蓓淼鑫森焱洁"
+
+
+def cn_name_v3(r: random.Random) -> str:
+    roll = r.random()
+    if roll < 0.04:
+        surname = r.choice(COMPOUND)
+    elif roll < 0.16:
+        surname = r.choice(RARE_SURNAMES)
+    else:
+        surname = r.choice(SURNAMES)
+    given = r.choice(GIVEN_V3_ONE) if r.random() < 0.3 else r.choice(GIVEN_V3)
+    return surname + given
+
+
+# NOT_NAME look-alikes by kind; a template "kind|..." takes a word of that kind.
+# The words (nouns, adjectives, adverbs) are ones the Chinese carriers use
+# (许多, 程序, 方便, 顾客, 向量, 金牌, 高血压, 胡萝卜 ...) and others that start with
+# a surname; places and brands are real ones.
+NOT_NAMES_V3 = {
+    "place": "王府井 张家口 周庄 黄浦江 常熟 江阴 金山寺 马鞍山 陆家嘴 杨家坪 朱家尖 秦皇岛 潘家园 孟买 罗马 高碑店 齐齐哈尔",
+    "brand": "王老吉 周黑鸭 康师傅 金龙鱼 李锦记 江小白 钟薛高 卫龙 农夫山泉 汤臣倍健 马应龙 白猫 安踏 雷克萨斯",
+    "noun": "白菜 胡萝卜 黄油 高血压 程序 方法 余数 顾客 陆地 向量 金牌 任务 叶片 石头 车站 温度 金额 毛病 沙发 包装 路口 夏季 高中 金融",
+    "adj": "高兴 方便 严格 安静 舒服 简单 温暖 辛苦 明白",
+    "adv": "于是 曾经 马上 常常",
+    "group": "许多人 高层 全家人",
+    "title": "高级 金牌",
+}
+NOT_NAME_TEMPLATES_V3 = [
+    "place|上个月去了{v}",
+    "place|{v}附近的酒店都满了",
+    "place|从{v}坐车过来要两个小时",
+    "place|请联系{v}店的前台",
+    "brand|{v}的门店就在楼下",
+    "brand|感谢{v}的赞助",
+    "brand|买了几样{v}的东西",
+    "brand|感觉{v}的质量一般",
+    "noun|{v}的问题已经解决",
+    "noun|关于{v}，说明书里写得很清楚",
+    "noun|这里的{v}和别处不一样",
+    "noun|{v}这一项要再核对一下",
+    "adj|大家都说很{v}",
+    "adj|其实没那么{v}",
+    "adj|一点也不{v}",
+    "adv|他{v}来这里吃饭",
+    "adv|我们{v}找了前台",
+    "group|{v}认为这样不妥",
+    "group|{v}表示会考虑",
+    "title|{v}经理亲自来道歉",
+    "title|请{v}顾问看一下",
+]
+
+
+def _merged(kind: str) -> Item:
+    """Versions 1 and 2's templates of ``kind`` together (seen: a regression check)."""
+    gen, zh1, en1 = ITEMS[kind]
+    _, zh2, en2 = ITEMS_V2[kind]
+    return gen, zh1 + zh2, en1 + en2
+
+
+ITEMS_V3: dict[str, Item] = {
+    **{k: _merged(k) for k in ITEMS if k != "PERSON"},
+    "PERSON": (
+        cn_name_v3,
+        [
+            "{v}经理亲自打电话道歉",
+            "多亏了{v}医生",
+            "{v}主任今天不在",
+            "{v}师傅修得很快",
+            "非常感谢{v}的热情服务",
+            "谢谢{v}帮忙叫车",
+            "有需要可以联系{v}",
+            "请直接联系{v}或{v2}",
+            "退款的事去找{v}",
+            "找{v}签字就行",
+            "名单：{v}、{v2}、{v3}",
+            "{v}跟{v2}都来了",
+            "{v}与{v2}负责接待",
+            "{v}表示会尽快处理",
+            "{v}认为这个方案可行",
+            "{v}告诉我房间已经打扫好了",
+            "{v}觉得早餐太咸",
+            "收件人{v}",
+            "{v}的电话一直打不通",
+            "我和{v}是同事",
+            "{v}同学考了第一名",
+            "客服{v}很耐心",
+        ],
+        [],
+    ),
+    "NOT_NAME": (lambda r: "", NOT_NAME_TEMPLATES_V3, []),
+}
+
 
 def plant(
     r: random.Random, kind: str, lang: str, split: str, items: dict[str, Item] = ITEMS
 ) -> tuple[str, list[tuple[int, int]]]:
     """One planted clause in ``lang`` and the spans of its values in it.
 
-    A template with ``{v2}`` (a list of names, version 2) plants a second value of the kind.
+    A template with ``{v2}`` (a list of names, version 2) plants a second value of the kind,
+    ``{v3}`` a third; a NOT_NAME template ``kind|...`` (version 3) a word of that kind.
     """
     gen, zh, en = items[kind]
     templates = zh if lang == "zh" or not en else en
-    if split == "dev":
+    if split.startswith("dev"):
         templates = templates[::2]
     template = r.choice(templates)
+    if "|" in template:
+        word_kind, template = template.split("|")
+        words = NOT_NAMES_V3[word_kind].split()
+        gen = lambda r: r.choice(words)  # noqa: E731
     value = gen(r)
     where = ""
     if kind == "PHONE":
@@ -722,24 +854,28 @@ def plant(
     head, tail = clause.split("{v}")
     start = len(head) + shown.index(value)
     spans = [(start, start + len(value))]
-    if "{v2}" in tail:
-        second = str(gen(r))
-        mid, rest = tail.split("{v2}")
-        s2 = len(head) + len(shown) + len(mid)
-        spans.append((s2, s2 + len(second)))
-        tail = mid + second + rest
-    return head + shown + tail, spans
+    done = head + shown
+    for slot in ("{v2}", "{v3}"):
+        if slot in tail:
+            more = str(gen(r))
+            mid, tail = tail.split(slot)
+            spans.append((len(done) + len(mid), len(done) + len(mid) + len(more)))
+            done += mid + more
+    return done + tail, spans
 
 
 def build(split: str, version: int = 1) -> list[dict]:
     r = random.Random(SEEDS[split])
-    items_of = ITEMS if version == 1 else ITEMS_V2
+    items_of = {1: ITEMS, 2: ITEMS_V2, 3: ITEMS_V3}[version]
     zh_all, en_all = zh_sentences(), en_sentences()
-    # Disjoint carriers: dev takes every third sentence, the test splits the rest.
-    pick = (lambda i: i % 3 == 0) if split == "dev" else (lambda i: i % 3 != 0)
+    # Disjoint carriers: the dev splits take every third sentence, the test splits the rest.
+    pick = (lambda i: i % 3 == 0) if split.startswith("dev") else (lambda i: i % 3 != 0)
     zh = [s for i, s in enumerate(zh_all) if pick(i)]
     en = [s for i, s in enumerate(en_all) if pick(i)]
-    items = [k for k in items_of for _ in range(PER_TYPE[split])]
+    factor = NAME_FACTOR.get(split, 1)
+    items = [
+        k for k in items_of for _ in range(PER_TYPE[split] * (factor if k in NAME_KINDS else 1))
+    ]
     r.shuffle(items)
     records = []
     while items:
@@ -806,12 +942,13 @@ def main() -> None:
     parser.add_argument(
         "--version",
         type=int,
-        choices=[1, 2],
+        choices=[1, 2, 3],
         default=1,
-        help="1: dev.jsonl and test.jsonl (frozen 2026-12-01); 2: test-v2.jsonl (new templates)",
+        help="1: dev.jsonl and test.jsonl (frozen 2026-12-01); 2: test-v2.jsonl (new templates); "
+        "3: dev-v3.jsonl and test-v3.jsonl (new names, name contexts and look-alikes)",
     )
     args = parser.parse_args()
-    splits = ("dev", "test") if args.version == 1 else ("test-v2",)
+    splits = {1: ("dev", "test"), 2: ("test-v2",), 3: ("dev-v3", "test-v3")}[args.version]
     for split in splits:
         records = build(split, args.version)
         with (HERE / f"{split}.jsonl").open("w", encoding="utf-8") as fh:
