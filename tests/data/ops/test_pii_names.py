@@ -13,7 +13,7 @@ from tailorml.data.ops.pii_names import find_cn_names
 
 pytest.importorskip("jieba")
 
-DEV = Path(__file__).resolve().parents[3] / "benchmarks" / "data" / "pii_heldout" / "dev.jsonl"
+HELDOUT = Path(__file__).resolve().parents[3] / "benchmarks" / "data" / "pii_heldout"
 
 
 def names(text: str) -> list[str]:
@@ -28,10 +28,57 @@ def names(text: str) -> list[str]:
         ("我叫李静，是这家店的老顾客", "李静"),
         ("感谢欧阳娜娜的耐心帮助", "欧阳娜娜"),
         ("张伟经理说明天再来", "张伟"),
+        # In jieba's dictionary, so doubtful: the verb after the name makes it count.
+        ("黄志明认为这个方案可行", "黄志明"),
+        ("石立新表示会尽快处理", "石立新"),
+        ("金光明觉得早餐太咸", "金光明"),
+        # Cut apart by the tagger: 万 read as a number, 廖 + 淼, 舒颖 tagged an adjective.
+        ("退款的事去找万胜利。", "万胜利"),
+        ("有需要可以联系廖淼，谢谢", "廖淼"),
+        ("退款的事去找舒颖！", "舒颖"),
+        ("赵建军同学考了第一名", "赵建军"),
+        ("东方建华说今天不营业", "东方建华"),
     ],
 )
 def test_chinese_names_are_found(text: str, name: str) -> None:
     assert names(text) == [name]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("名单：孔鑫、叶爱民、何淼！", ["孔鑫", "叶爱民", "何淼"]),
+        ("韩文斌与宋海涛负责接待", ["韩文斌", "宋海涛"]),
+        ("值班的是李四和张三", ["李四", "张三"]),
+    ],
+)
+def test_names_in_a_list_are_all_found(text: str, found: list[str]) -> None:
+    assert names(text) == found
+
+
+def test_a_doubtful_name_counts_only_beside_a_name_in_a_list() -> None:
+    # 叶 + 爱民 (a word) is doubtful alone, and a name next to 孔鑫.
+    assert all(c < 0.5 for _, _, c in find_cn_names("叶爱民今天来了"))
+    assert names("孔鑫、叶爱民今天来了") == ["孔鑫", "叶爱民"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "买了几样李锦记的东西",  # a shop's name: ends in 记
+        "钟薛高的门店就在楼下",  # a brand: 门店 after it
+        "霍格堡战役打了三天",  # transliterated, and a battle
+        "许多人认为这样不妥",
+        "高级经理亲自来道歉",
+        "大家都说很高兴",
+        "我们马上找了前台",
+        "白菜的问题已经解决",
+        "周末去了张家口",
+        "师傅说明天来修",
+    ],
+)
+def test_look_alikes_of_names_are_kept(text: str) -> None:
+    assert names(text) == []
 
 
 @pytest.mark.parametrize(
@@ -44,21 +91,31 @@ def test_words_the_dictionary_mistags_are_kept(text: str) -> None:
     assert all(c < 0.5 for _, _, c in find_cn_names(text))
 
 
-def test_names_on_the_dev_split() -> None:
-    if not DEV.exists():
-        pytest.skip("the held-out dev split is absent")
-    rows = [json.loads(line) for line in DEV.open(encoding="utf-8")]
+# Measured: dev.jsonl 60 of 60 names, 3 false alarms (谷歌 and 艾米 in the carriers);
+# dev-v3.jsonl 159 of 159, 3 false alarms (谷歌, 罗切斯特 in the carriers; 江小白, a brand),
+# 1 of 120 NOT_NAME look-alikes redacted (江小白).
+@pytest.mark.parametrize(("split", "not_names"), [("dev", 0), ("dev-v3", 2)])
+def test_names_on_the_dev_splits(split: str, not_names: int) -> None:
+    path = HELDOUT / f"{split}.jsonl"
+    if not path.exists():
+        pytest.skip(f"the held-out split {split} is absent")
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
     rows = [r for r in rows if r["lang"] == "zh"]
     op = PiiRedactor(entities=["PERSON"])
-    tp = fp = fn = 0
+    tp = fp = fn = redacted = 0
     for r in rows:
         gold = [(s["start"], s["end"]) for s in r["spans"] if s["type"] == "PERSON"]
         found = [(s.start, s.end) for s in op.find(r["text"])]
         tp += sum(any(s < ge and gs < e for gs, ge in gold) for s, e in found)
         fp += sum(not any(s < ge and gs < e for gs, ge in gold) for s, e in found)
         fn += sum(not any(s < ge and gs < e for s, e in found) for gs, ge in gold)
-    # Measured on the dev split: 59 of 60 names, 1 false alarm (谷歌, Google).
-    assert tp / (tp + fn) >= 0.95 and tp / (tp + fp) >= 0.9, (tp, fp, fn)
+        redacted += sum(
+            any(s < d["end"] and d["start"] < e for s, e in found)
+            for d in r["decoys"]
+            if d["kind"] == "NOT_NAME"
+        )
+    assert tp / (tp + fn) >= 0.97 and tp / (tp + fp) >= 0.95, (tp, fp, fn)
+    assert redacted <= not_names
 
 
 def test_each_finding_is_in_the_record_meta_with_type_span_and_confidence() -> None:

