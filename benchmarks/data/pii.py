@@ -1,6 +1,7 @@
 """PII detection quality per entity type: TailorML's ``detect_pii`` vs presidio-analyzer.
 
-Two sets. **held-out** (``pii_heldout/test-v2.jsonl`` beside this file; ``--split test`` for version 1, seen since): real
+Two sets. **held-out** (``pii_heldout/test-v3.jsonl`` beside this file; ``--split test-v2`` and
+``--split test`` for versions 2 and 1, seen since; ``--split dev-v3`` for tuning): real
 Chinese and English sentences with planted PII of every type and look-alikes
 that must not be redacted, built and frozen before the detector was tuned
 for it (``pii_heldout/PROVENANCE.md``). Reported per type: precision and
@@ -49,7 +50,7 @@ from harness import ROOT, VENVS, WORK, run_tool  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets" / "pii_presidio_synth" / "synth_dataset_v2.jsonl"
 HELDOUT_DIR = Path(__file__).resolve().parent / "pii_heldout"
-HELDOUT = HELDOUT_DIR / "test-v2.jsonl"  # test.jsonl (version 1) was seen: --split test
+HELDOUT = HELDOUT_DIR / "test-v3.jsonl"  # test.jsonl and test-v2.jsonl were seen: --split
 # Dataset / presidio names -> the common names scored here (TailorML's names).
 COMMON = {
     "EMAIL_ADDRESS": "EMAIL",
@@ -295,9 +296,10 @@ def main() -> None:
     parser.add_argument("--label", default="", help="suffix of the results file (e.g. before)")
     parser.add_argument(
         "--split",
-        choices=["test-v2", "test", "dev"],
-        default="test-v2",
-        help="held-out split: test-v2 (default), test (version 1, seen), dev (for tuning)",
+        choices=["test-v3", "test-v2", "test", "dev-v3", "dev"],
+        default="test-v3",
+        help="held-out split: test-v3 (default), test-v2 and test (versions 2 and 1, seen), "
+        "dev-v3 and dev (for tuning)",
     )
     args = parser.parse_args()
     load = os.getloadavg()
