@@ -10,10 +10,7 @@ tailor data run RECIPE ...    a data-preparation recipe over local files
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
-import sys
 from typing import Annotated
 
 import typer
@@ -66,16 +63,13 @@ def serve(
     """Start the API and its workers; runs until interrupted."""
     from tailorml.platform.api.app import create_app
     from tailorml.platform.api.server import run_server
+    from tailorml.platform.supervisor import supervise_workers
 
     settings = Settings()
-    _sessions(settings)  # migrate once, before the workers start
+    sessions = _sessions(settings)  # migrate once, before the workers start
     n_workers = settings.workers if workers is None else workers
-    # Workers stop by themselves if this process dies without stopping them (SIGKILL).
-    env = {**os.environ, "TAILOR_PARENT_PID": str(os.getpid())}
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "tailorml", "worker"], env=env)
-        for _ in range(n_workers)
-    ]
+    # Restarts a worker that died and hands its job back (platform/supervisor.py).
+    supervisor = supervise_workers(settings, sessions, n_workers)
 
     def _exit(signum: int, _frame: object) -> None:
         # uvicorn re-raises the signal it caught once it has shut down; leaving through
@@ -85,15 +79,11 @@ def serve(
     signal.signal(signal.SIGTERM, _exit)
     try:
         # uvicorn with a header timeout and scrubbed access logs (platform/api/server.py).
-        run_server(create_app(settings, run_migrations=False), settings, host=host, port=port)
+        api = create_app(settings, run_migrations=False)
+        api.state.tailor.supervisor = supervisor  # /readyz counts its workers
+        run_server(api, settings, host=host, port=port)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        supervisor.stop()
 
 
 @app.command()

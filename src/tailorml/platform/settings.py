@@ -39,6 +39,18 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(2.0, description="How often a worker renews its lease.")
     poll_seconds: float = Field(1.0, description="How often an idle worker looks for work.")
     workers: int = Field(1, description="Worker processes `tailor serve` starts beside the API.")
+    worker_stop_grace_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="After SIGTERM a worker waits this long for its job to stop, then exits and "
+        "leaves the job to be resumed by another worker.",
+    )
+    worker_restart_backoff_seconds: float = Field(
+        1.0, ge=0, description="`tailor serve` restarts a dead worker after this (doubling)."
+    )
+    worker_crash_loop_limit: int = Field(
+        5, ge=1, description="Deaths within 5 minutes after which a worker is not restarted."
+    )
 
     data_workers: int = Field(2, description="Processes a dataset job shards its input over.")
     dataset_max_seconds: float = Field(

@@ -78,9 +78,18 @@ def test_the_caller_is_authenticated_once(client, acme, monkeypatch) -> None:  #
 
 
 def test_public_paths_need_no_key(client) -> None:  # type: ignore[no-untyped-def]
-    for path in ("/health", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"):
+    for path in (
+        "/health",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/docs",
+        "/redoc",
+        "/docs/oauth2-redirect",
+    ):
         assert client.get(path).status_code == 200, path
-    assert error(client.get("/healthz"), 401)["code"] == "missing_api_key"
+    # A public path is not a prefix of other names.
+    assert error(client.get("/healthcheck"), 401)["code"] == "missing_api_key"
 
 
 def test_declared_and_streamed_bodies_over_the_limit(client, acme, settings) -> None:  # type: ignore[no-untyped-def]

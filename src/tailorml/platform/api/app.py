@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,7 +11,15 @@ from tailorml import __version__
 from tailorml.platform.api.deps import authenticate_request
 from tailorml.platform.api.errors import install_error_handlers
 from tailorml.platform.api.guard import GuardLimits, RequestGuard
-from tailorml.platform.api.routes import admin, datasets, files, fine_tuning, inference, models
+from tailorml.platform.api.routes import (
+    admin,
+    datasets,
+    files,
+    fine_tuning,
+    health,
+    inference,
+    models,
+)
 from tailorml.platform.api.state import AppState
 from tailorml.platform.db.engine import make_engine, make_sessionmaker, migrate
 from tailorml.platform.settings import Settings
@@ -71,11 +78,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         models.router,
         inference.router,
         admin.router,
+        health.router,
     ):
         app.include_router(router)
-
-    @app.get("/health", tags=["ops"])
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
 
     return app

@@ -51,7 +51,7 @@ from tailorml.platform.settings import Settings
 log = logging.getLogger("tailorml.api")
 
 # Paths anyone may call. A prefix covers what is below it (``/docs/oauth2-redirect``).
-PUBLIC_PATHS = ("/health", "/docs", "/redoc", "/openapi.json")
+PUBLIC_PATHS = ("/health", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json")
 # Routes whose multipart body is a file, limited by ``max_upload_bytes`` instead.
 UPLOAD_PATHS = ("/v1/files",)
 # Room for the multipart envelope (boundaries, part headers, the purpose field) of an upload.

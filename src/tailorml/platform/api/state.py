@@ -13,6 +13,7 @@ from tailorml.platform.db.engine import make_read_sessionmaker
 from tailorml.platform.models import ModelResolver
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
+from tailorml.platform.supervisor import WorkerSupervisor
 
 
 @dataclass
@@ -25,6 +26,8 @@ class AppState:
     read_sessions: sessionmaker[Session] = field(init=False)
     # Public model ids to the engine's refs, cached across requests.
     models: ModelResolver = field(init=False)
+    # The worker supervisor of `tailor serve` when it runs workers in this process (/readyz).
+    supervisor: WorkerSupervisor | None = None
     _serving: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -277,6 +277,41 @@ def release(factory: sessionmaker[Session], *, job_id: str, worker_id: str) -> N
             )
 
 
+def release_owner(factory: sessionmaker[Session], *, worker_id: str) -> list[str]:
+    """Give back every running job of a worker known to be dead (its supervisor reaped it).
+
+    Its lease would expire on its own; a supervisor that saw the process exit
+    hands the job back at once so a restarted worker resumes it without waiting.
+    """
+    with session_scope(factory) as session:
+        ids = list(
+            session.scalars(
+                select(Job.id).where(Job.lease_owner == worker_id, Job.status == "running")
+            )
+        )
+        for job_id in ids:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == "running")
+                .values(lease_expires_at=0.0)
+            )
+            add_event(
+                session, job_id, f"Worker {worker_id} died; the job will resume on another worker."
+            )
+        return ids
+
+
+def live_workers(factory: sessionmaker[Session]) -> int:
+    """Workers holding an unexpired lease now: the busy workers the database can see."""
+    with session_scope(factory) as session:
+        count = session.scalar(
+            select(func.count(func.distinct(Job.lease_owner))).where(
+                Job.status == "running", Job.lease_expires_at >= time.time()
+            )
+        )
+        return int(count or 0)
+
+
 def finish(
     factory: sessionmaker[Session],
     *,

@@ -5,6 +5,12 @@ them beside the API. Several workers on several machines may share one
 PostgreSQL database. A heartbeat thread renews the lease and turns a
 cancellation request (or a lost lease) into the stop flag the job polls, so
 cancelling stops training within a couple of heartbeats.
+
+SIGTERM (``request_stop``) stops claiming and asks the running job to stop at
+once; a job that has not stopped ``worker_stop_grace_seconds`` later (a step
+blocked in I/O that never looks at the stop flag) is handed back to the
+queue and the process exits, so a stop is bounded. The job is never marked
+failed for it: another worker resumes it from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from tailorml.platform.storage import LocalStorage
 
 log = logging.getLogger("tailorml.worker")
 
+# The exit status of a worker that left a job it could not stop within the grace period.
+EXIT_STOP_GRACE_EXPIRED = 75
+
 # What a job's error may hold: a message this long says what went wrong, and
 # a library error quoting a whole record or file must not bloat every read.
 MAX_ERROR_CHARS = 2000
@@ -52,6 +61,8 @@ class Worker:
         self.sessions = make_sessionmaker(self.engine)
         self.storage = LocalStorage(settings.data_dir)
         self.shutdown = threading.Event()
+        self._current: tuple[queue.Claim, JobContext] | None = None
+        self._stop_timer: threading.Timer | None = None
         parent = os.environ.get("TAILOR_PARENT_PID")
         self.parent_pid = int(parent) if parent else None
         _load_job_kinds()
@@ -59,6 +70,39 @@ class Worker:
     def orphaned(self) -> bool:
         """True when the `tailor serve` that started this worker is gone."""
         return self.parent_pid is not None and os.getppid() != self.parent_pid
+
+    def request_stop(self) -> None:
+        """Stop claiming, ask the running job to stop, and exit after the grace period if it has
+        not (``leave``). Safe to call from a signal handler; a second call changes nothing."""
+        if self.shutdown.is_set():
+            return
+        self.shutdown.set()
+        current = self._current
+        if current is not None:
+            current[1].stop.set()
+        grace = self.settings.worker_stop_grace_seconds
+        self._stop_timer = threading.Timer(grace, self.leave, kwargs={"grace": grace})
+        self._stop_timer.daemon = True
+        self._stop_timer.start()
+
+    def leave(self, *, grace: float) -> None:
+        """The grace period is over: hand the job back to the queue and end the process now."""
+        current = self._current
+        if current is not None:
+            job_id = current[0].job_id
+            log.warning(
+                "job %s did not stop within %.1f s of SIGTERM (a step blocked?); handing it back "
+                "to the queue and exiting",
+                job_id,
+                grace,
+            )
+            try:
+                queue.release(self.sessions, job_id=job_id, worker_id=self.worker_id)
+            except Exception:  # process boundary: exit anyway; the lease expires on its own
+                log.exception("could not hand job %s back; its lease will expire", job_id)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_STOP_GRACE_EXPIRED)
 
     def run(self, *, max_jobs: int | None = None) -> int:
         """Work until ``shutdown`` is set (or ``max_jobs`` are done); return the jobs run."""
@@ -127,6 +171,9 @@ class Worker:
 
         beat = threading.Thread(target=heartbeat, name=f"heartbeat-{claimed.job_id}", daemon=True)
         beat.start()
+        self._current = (claimed, ctx)
+        if self.shutdown.is_set():
+            ctx.stop.set()  # SIGTERM arrived while claiming
         finish: dict[str, Any] = dict(
             factory=self.sessions, job_id=claimed.job_id, worker_id=self.worker_id
         )
@@ -164,17 +211,21 @@ class Worker:
                 message="The job has successfully completed.",
             )
         finally:
+            self._current = None
             beat_done.set()
             beat.join()
 
 
 def run_worker(settings: Settings) -> None:
     """Entry point of ``tailor worker``: stop cleanly on SIGTERM/SIGINT."""
-    worker = Worker(settings)
+    # `tailor serve` names its workers, so that it can hand back the job of one it saw die.
+    worker = Worker(settings, worker_id=os.environ.get("TAILOR_WORKER_ID") or None)
 
     def _stop(signum: int, _frame: object) -> None:
-        worker.shutdown.set()
+        worker.request_stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     worker.run()
+    if worker._stop_timer is not None:
+        worker._stop_timer.cancel()
