@@ -118,6 +118,12 @@ class ModelUnavailableError(TailorError):
     default_code = "model_not_available"
 
 
+class UnsafeModelError(ModelUnavailableError):
+    """A model folder holds a file whose loading could run code (pickle) or asks for remote code."""
+
+    default_code = "unsafe_model_file"
+
+
 class JobCancelledError(TailorError):
     """Raised inside a running job when its cancellation was requested."""
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from tailorml.errors import InvalidRequestError, ModelUnavailableError
 from tailorml.models.catalog import TASKS_BY_ARCHITECTURE, catalog, find_base
 from tailorml.models.gguf_import import convert_gguf
+from tailorml.models.safety import check_model_folder
 from tailorml.registry import lookup, register
 
 Progress = Callable[[str], None]
@@ -95,7 +96,7 @@ def _check_folder(path: Path) -> Path:
             f"{path} is not a Hugging Face model folder (it needs config.json, weights and a "
             "tokenizer); point at the folder `save_pretrained` wrote."
         )
-    return path
+    return check_model_folder(path)  # no pickle weights, no remote code: before any load
 
 
 def _fingerprint(path: Path) -> str:

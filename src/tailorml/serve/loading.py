@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorml.errors import ModelUnavailableError
+from tailorml.models.safety import check_model_folder
 from tailorml.serve.backend import LoadConfig
 from tailorml.serve.bases import AdapterRequest, BaseSpec, resolve_dtype
 
@@ -79,6 +80,7 @@ class Weights:
         from peft import PeftModel
 
         name, path = adapter.name, adapter.path
+        check_model_folder(Path(path))  # before peft opens a (pickle) adapter_model.bin
         try:
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(path, adapter_name=name, torch_device=self.device)
@@ -145,11 +147,12 @@ def load_weights(spec: BaseSpec, config: LoadConfig) -> Weights:
             f"{path} holds no model (config.json is missing); restore the model folder.",
             param="model",
         )
+    check_model_folder(path)  # no pickle weights, no remote code: before from_pretrained
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device, spec.dtype)
     # A checkpoint's own quantization_config (spec.quantization) is applied by
     # from_pretrained itself; a method whose kernels are missing fails below.
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": False}
     if spec.num_labels:
         # A LoRA classifier's head comes from its adapter (modules_to_save);
         # the base only needs the right shape for the adapter to load into.

@@ -76,7 +76,7 @@ def load_tokenizer(path: Path) -> HFTokenizer:
     from transformers import AutoTokenizer
 
     try:
-        return HFTokenizer(AutoTokenizer.from_pretrained(path))
+        return HFTokenizer(AutoTokenizer.from_pretrained(path, trust_remote_code=False))
     except (OSError, ValueError) as exc:
         raise ModelUnavailableError(
             f"The tokenizer in {path} cannot be loaded ({exc}); save the tokenizer with the model.",

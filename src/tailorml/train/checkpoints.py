@@ -55,6 +55,10 @@ class TrainerState:
     train_losses: list[float] = field(default_factory=list)
 
 
+# A checkpoint's own training state, loaded with torch.load(weights_only=True): not model weights.
+STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pt")
+
+
 def write_model_folder(folder: Path, model: Any, tokenizer: Any, manifest: ModelManifest) -> None:
     """Weights (adapter only for a peft model), tokenizer and manifest into ``folder``."""
     model.save_pretrained(folder)

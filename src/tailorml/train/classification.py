@@ -51,9 +51,14 @@ class ClassificationTask(TrainTask):
         import torch
         from transformers import AutoModelForSequenceClassification
 
+        from tailorml.models.safety import check_model_folder
+        from tailorml.train.checkpoints import STATE_FILES
+
         assert labels is not None
+        check_model_folder(path, allowed=STATE_FILES)
         return AutoModelForSequenceClassification.from_pretrained(
             path,
+            trust_remote_code=False,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},

@@ -110,7 +110,13 @@ class _DecoderTask(TrainTask):
         import torch
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        from tailorml.models.safety import check_model_folder
+        from tailorml.train.checkpoints import STATE_FILES
+
+        check_model_folder(path, allowed=STATE_FILES)
+        return AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.float32, trust_remote_code=False
+        )
 
     def score(self, model: Any, batch: dict[str, torch.Tensor]) -> BatchScore:
         # No generation follows, so building a key/value cache would be wasted work.
