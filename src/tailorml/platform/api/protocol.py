@@ -24,6 +24,10 @@ MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
+MAX_STOPS = 4  # OpenAI's limit on stop sequences
+MAX_STOP_CHARS = 256
+MAX_NEW_TOKENS = 65536  # above any served model's context: a bound, not a promise
+MAX_MESSAGES = 2048  # messages in one chat request, checked before templating
 
 
 class _Body(BaseModel):
@@ -120,11 +124,20 @@ class StreamOptions(BaseModel):
 
 class _Sampling(_Body):
     model: StrictStr
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: StrictStr | list[StrictStr] | None = None
+    stop: StrictStr | list[StrictStr] | None = Field(None, max_length=MAX_STOPS)
+
+    @field_validator("stop")
+    @classmethod
+    def _short_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        items = [value] if isinstance(value, str) else value or []
+        if any(len(item) > MAX_STOP_CHARS for item in items):
+            raise ValueError(f"each stop sequence must have at most {MAX_STOP_CHARS} characters")
+        return value
+
     seed: int | None = None
     n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
     stream: bool = False
@@ -150,7 +163,7 @@ class _Sampling(_Body):
 
 
 class ChatCompletionRequest(_Sampling):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
 
 
 class CompletionRequest(_Sampling):
