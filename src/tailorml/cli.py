@@ -3,6 +3,7 @@
 tailor serve                  API + worker on 127.0.0.1:8000 (SQLite and a local folder)
 tailor worker                 one more worker (any machine sharing the database)
 tailor admin tenant create N  a tenant and its first key (printed once)
+tailor admin key create|list|revoke   more keys (scopes, expiry), rotation
 tailor models                 the base-model catalog
 tailor data run RECIPE ...    a data-preparation recipe over local files
 """
@@ -27,7 +28,7 @@ app = typer.Typer(
 )
 admin = typer.Typer(help="Operator commands: tenants and keys.", no_args_is_help=True)
 tenant_cmd = typer.Typer(help="Create and list tenants.", no_args_is_help=True)
-key_cmd = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+key_cmd = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 db_cmd = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 admin.add_typer(tenant_cmd, name="tenant")
@@ -141,8 +142,20 @@ def key_create(
     admin_key: Annotated[
         bool, typer.Option("--admin", help="Create an admin key for /admin routes.")
     ] = False,
+    scope: Annotated[
+        str,
+        typer.Option(help="all, read-only, inference, fine-tune or annotator (docs/api.md)."),
+    ] = "all",
+    expires_in_days: Annotated[
+        float | None, typer.Option(help="The key stops working after this many days.")
+    ] = None,
+    name: Annotated[str, typer.Option(help="A label to tell keys apart.")] = "",
 ) -> None:
-    """Create another key for a tenant, or an admin key; print it once."""
+    """Create another key for a tenant, or an admin key; print it once.
+
+    To rotate a key without downtime, create the new one, move clients to it, then revoke
+    the old one.
+    """
     from tailorml.platform import auth
     from tailorml.platform.db.engine import session_scope
 
@@ -153,26 +166,68 @@ def key_create(
     try:
         with session_scope(_sessions(settings)) as s:
             row = auth.get_tenant(s, name_or_id=tenant) if tenant else None
-            key = auth.create_key(s, secret=settings.secret(), tenant=row)
+            key = auth.create_key(
+                s,
+                secret=settings.secret(),
+                tenant=row,
+                name=name,
+                scope=scope,
+                expires_in_days=expires_in_days,
+            )
     except TailorError as exc:
         _fail(exc)
     print(key)
 
 
+@key_cmd.command("list")
+def key_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+) -> None:
+    """List keys: prefix, tenant, scope, created, last used, expires, revoked (never secrets)."""
+    from sqlalchemy import select
+
+    from tailorml.platform import auth
+    from tailorml.platform.db.engine import session_scope
+    from tailorml.platform.db.models import Tenant
+
+    try:
+        with session_scope(_sessions(Settings())) as s:
+            owner = auth.get_tenant(s, name_or_id=tenant) if tenant else None
+            rows = auth.list_keys(s, tenant=owner)
+            names = dict(s.execute(select(Tenant.id, Tenant.name)).all())
+    except TailorError as exc:
+        _fail(exc)
+    table = Table("prefix", "id", "tenant", "scope", "created", "last used", "expires", "revoked")
+    for r in rows:
+        table.add_row(
+            r.prefix,
+            r.id,
+            names.get(r.tenant_id or "", "(admin)"),
+            r.scope,
+            auth.iso(r.created_at),
+            auth.iso(r.last_used_at) or "never",
+            auth.iso(r.expires_at) or "never",
+            auth.iso(r.revoked_at),
+        )
+    Console(width=200).print(table)
+
+
 @key_cmd.command("revoke")
 def key_revoke(
-    prefix: Annotated[str, typer.Argument(help="The part after 'tk-' and before the next '-'.")],
+    prefix: Annotated[
+        str, typer.Argument(help="The key's prefix (after 'tk-', before the next '-') or its id.")
+    ],
 ) -> None:
-    """Revoke a key by its prefix."""
+    """Revoke a key by its prefix or id; requests with it answer 401 from now on."""
     from tailorml.platform import auth
     from tailorml.platform.db.engine import session_scope
 
     try:
         with session_scope(_sessions(Settings())) as s:
-            auth.revoke_key(s, prefix=prefix)
+            row = auth.revoke_key(s, prefix=prefix)
     except TailorError as exc:
         _fail(exc)
-    console.print("revoked")
+    console.print(f"revoked tk-{row.prefix}-...")
 
 
 @db_cmd.command("upgrade")

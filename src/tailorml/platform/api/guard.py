@@ -5,7 +5,8 @@ For every HTTP request, in this order:
 1. a path or query string with control characters (``%00`` and the like) answers 400;
 2. every path that is not public is authenticated before a single body byte is read
    (FastAPI reads a whole multipart form before dependencies run, so without this a
-   keyless 600 MB upload was received and spooled before its 401);
+   keyless 600 MB upload was received and spooled before its 401), and a key whose
+   scope does not cover the method and path answers 403 (``platform/key_scopes.py``);
 3. a declared ``Content-Length`` over the route's limit answers 413 at once;
 4. the body is counted while it streams, chunked ones included: 413 as soon as the limit
    is passed, 408 when the client pauses longer than ``body_timeout_seconds`` between
@@ -75,7 +76,8 @@ _STEP[list(b"[{")] = 1
 _STEP[list(b"]}")] = -1
 _BLOCK = 1 << 18
 
-Authenticator = Callable[[str | None], Principal]
+# (Authorization header, method, path) -> the caller, or a TailorError (401, or 403 for scope).
+Authenticator = Callable[[str | None, str, str], Principal]
 
 
 def json_depth(body: bytes) -> int:
@@ -347,7 +349,9 @@ class RequestGuard:
             header = exchange.headers.get("authorization")
             try:
                 # A database read: in a thread, so a slow database does not stall the loop.
-                principal = await anyio.to_thread.run_sync(self.authenticate, header)
+                principal = await anyio.to_thread.run_sync(
+                    self.authenticate, header, exchange.method, exchange.path
+                )
             except TailorError as exc:
                 exchange.refuse(exc)
             exchange.scope.setdefault("state", {})[PRINCIPAL_KEY] = principal

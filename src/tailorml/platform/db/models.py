@@ -44,6 +44,11 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[int] = mapped_column(Integer, default=now)
     revoked_at: Mapped[int | None] = mapped_column(Integer)
+    # What the key may call (``platform/scopes.py``); admin keys are always "all".
+    scope: Mapped[str] = mapped_column(String(16), default="all", server_default="all")
+    expires_at: Mapped[int | None] = mapped_column(Integer)
+    # Updated at most once a minute, in its own short transaction (see api/deps.py).
+    last_used_at: Mapped[int | None] = mapped_column(Integer)
 
 
 class File(Base):

@@ -1,16 +1,22 @@
-"""/admin: tenants and keys, for the platform operator (admin key only)."""
+"""/admin: tenants and keys, for the platform operator (admin key only).
+
+Key rotation without downtime: ``POST /admin/tenants/{tenant}/keys`` makes a new key while
+the old one keeps working; once clients use the new one, ``POST /admin/keys/{key}/revoke``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from tailorml.platform import auth
 from tailorml.platform.api.deps import AdminDep, ReadSessionDep, SessionDep, StateDep
-from tailorml.platform.db.models import Tenant
+from tailorml.platform.db.models import ApiKey, Tenant
+from tailorml.platform.key_scopes import SCOPES
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -39,8 +45,51 @@ def list_tenants(session: ReadSessionDep, _: AdminDep) -> dict[str, Any]:
     return {"object": "list", "data": [tenant_object(t) for t in rows]}
 
 
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: str = Field("all", description=f"One of {', '.join(SCOPES)}.")
+    expires_in_days: float | None = Field(None, description="Leave out for no expiry.")
+    name: str = ""
+
+
+def _tenant_names(session: Session, rows: list[ApiKey]) -> dict[str, str]:
+    ids = {r.tenant_id for r in rows if r.tenant_id}
+    if not ids:
+        return {}
+    return dict(session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(ids))).all())
+
+
 @router.post("/tenants/{tenant}/keys")
-def create_key(tenant: str, session: SessionDep, state: StateDep, _: AdminDep) -> dict[str, Any]:
+def create_key(
+    tenant: str,
+    session: SessionDep,
+    state: StateDep,
+    _: AdminDep,
+    body: KeyCreate | None = None,
+) -> dict[str, Any]:
+    body = body or KeyCreate()
     row = auth.get_tenant(session, name_or_id=tenant)
-    key = auth.create_key(session, secret=state.settings.secret(), tenant=row)
-    return {"object": "api_key", "tenant": row.name, "api_key": key}
+    key, key_row = auth.create_key_row(
+        session,
+        secret=state.settings.secret(),
+        tenant=row,
+        name=body.name,
+        scope=body.scope,
+        expires_in_days=body.expires_in_days,
+    )
+    return {**auth.key_object(key_row, row.name), "api_key": key}
+
+
+@router.get("/keys")
+def list_keys(session: ReadSessionDep, _: AdminDep, tenant: str | None = None) -> dict[str, Any]:
+    owner = auth.get_tenant(session, name_or_id=tenant) if tenant else None
+    rows = auth.list_keys(session, tenant=owner)
+    names = _tenant_names(session, rows)
+    data = [auth.key_object(r, names.get(r.tenant_id or "")) for r in rows]
+    return {"object": "list", "data": data}
+
+
+@router.post("/keys/{prefix_or_id}/revoke")
+def revoke_key(prefix_or_id: str, session: SessionDep, _: AdminDep) -> dict[str, Any]:
+    row = auth.revoke_key(session, prefix=prefix_or_id)
+    return auth.key_object(row, _tenant_names(session, [row]).get(row.tenant_id or ""))
