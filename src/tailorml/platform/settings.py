@@ -96,6 +96,15 @@ class Settings(BaseSettings):
         description="Where served models run: cpu, cuda, cuda:N, or auto (a GPU when torch sees "
         "one).",
     )
+    serve_max_batch: int = Field(
+        32, ge=1, description="Sequences one served decoder decodes together (continuous batching)."
+    )
+    serve_kv_cache_mb: int = Field(
+        2048, ge=1, description="KV cache one served decoder's running batch may take, in MiB."
+    )
+    serve_prefill_chunk: int = Field(
+        512, ge=1, description="Prompt tokens prefilled per scheduler step (long prompts split)."
+    )
     serve_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
         description="Precision of served models; auto is float32 on a CPU (bf16 is two orders of "

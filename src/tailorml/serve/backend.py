@@ -80,9 +80,15 @@ class LoadConfig:
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto" (a GPU when there is one)
     dtype: str = "auto"  # "auto" (see bases.resolve_dtype), "float32", "float16", "bfloat16"
     max_adapters: int = 16  # adapters resident on one base; the least recent is evicted
+    max_batch: int = 32  # sequences decoding together on one base (continuous batching)
+    kv_cache_mb: int = 2048  # KV cache one base's running batch may take
+    prefill_chunk: int = 512  # prompt tokens prefilled per scheduler turn
 
     def __post_init__(self) -> None:
         problems = []
+        for name in ("max_batch", "kv_cache_mb", "prefill_chunk"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.dtype not in ("auto", *DTYPES):
             problems.append(f"dtype must be 'auto' or one of {DTYPES}, got {self.dtype!r}")
         if not self.device:

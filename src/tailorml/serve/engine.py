@@ -67,7 +67,9 @@ class Engine:
 
     ``backend`` is a registered ``serving_backend`` name or a backend object;
     ``device`` and ``dtype`` say where and in what precision bases load
-    ("auto" dtype is float32 on a CPU; see ``bases.resolve_dtype``).
+    ("auto" dtype is float32 on a CPU; see ``bases.resolve_dtype``);
+    ``max_batch``, ``kv_cache_mb`` and ``prefill_chunk`` bound each decoder's
+    continuous batch (see ``batching.py``).
     """
 
     def __init__(
@@ -78,9 +80,19 @@ class Engine:
         backend: str | ServingBackend = "torch",
         max_adapters_per_base: int = 16,
         dtype: str = "auto",
+        max_batch: int = 32,
+        kv_cache_mb: int = 2048,
+        prefill_chunk: int = 512,
     ) -> None:
         self.device = device
-        self.config = LoadConfig(device=device, dtype=dtype, max_adapters=max_adapters_per_base)
+        self.config = LoadConfig(
+            device=device,
+            dtype=dtype,
+            max_adapters=max_adapters_per_base,
+            max_batch=max_batch,
+            kv_cache_mb=kv_cache_mb,
+            prefill_chunk=prefill_chunk,
+        )
         self._backend: ServingBackend = (
             lookup("serving_backend", backend)() if isinstance(backend, str) else backend
         )

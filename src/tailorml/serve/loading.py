@@ -43,6 +43,7 @@ class Weights:
         # logits (hundreds of MB for a long prompt); not every model takes it.
         self.accepts_logits_to_keep = "logits_to_keep" in params
         self.resident: OrderedDict[str, None] = OrderedDict()
+        self._pins: dict[str, int] = {}  # adapters running sequences use: never evicted
         self._active: str | None = None  # the adapter set_adapter last chose
         self._disabled = False  # adapter layers switched off to serve the bare base
 
@@ -51,6 +52,48 @@ class Weights:
         config = getattr(self.model, "generation_config", None)
         eos = getattr(config, "eos_token_id", None)
         return set([eos] if isinstance(eos, int) else eos or [])
+
+    @property
+    def is_peft(self) -> bool:
+        """Whether any adapter has been loaded onto this base (it is a peft model then)."""
+        from peft import PeftModel
+
+        return isinstance(self.model, PeftModel)
+
+    def use_mixed(self) -> None:
+        """Ready the model for a mixed-adapter batch (peft's ``adapter_names``), where each
+        row names its adapter and the active adapter does not matter: every adapter layer on."""
+        if self.is_peft and self._disabled:
+            self._tuner().enable_adapter_layers()
+            self._disabled = False
+
+    def ensure(self, adapter: AdapterRequest) -> None:
+        """Load ``adapter`` if it is not resident (the active adapter may change)."""
+        if adapter.name in self.resident:
+            self.resident.move_to_end(adapter.name)
+        else:
+            self._load_adapter(adapter)
+
+    def pin(self, name: str) -> None:
+        """Keep adapter ``name`` resident until as many ``unpin`` calls."""
+        self._pins[name] = self._pins.get(name, 0) + 1
+
+    def unpin(self, name: str) -> None:
+        left = self._pins.get(name, 0) - 1
+        if left > 0:
+            self._pins[name] = left
+        else:
+            self._pins.pop(name, None)
+        self._evict()
+
+    def _evict(self, keep: str | None = None) -> None:
+        """Drop the least recent unpinned adapters while more than ``max_adapters`` are
+        resident (pinned ones may hold it above the limit until their answers end)."""
+        for name in list(self.resident):
+            if len(self.resident) <= self.max_adapters:
+                return
+            if name not in self._pins and name != keep:
+                self.drop_adapter(name)
 
     def activate(self, adapter: AdapterRequest | None) -> None:
         """Make the next forward pass run ``adapter`` (None: the bare base), loading it if needed."""
@@ -103,8 +146,7 @@ class Weights:
         self.model.set_adapter(name, inference_mode=True)
         self._active, self._disabled = name, False
         self.resident[name] = None
-        while len(self.resident) > self.max_adapters:
-            self.drop_adapter(next(iter(self.resident)))
+        self._evict(keep=name)
 
     def drop_adapter(self, name: str) -> bool:
         """Free an adapter's weights; a later request for it loads them again."""

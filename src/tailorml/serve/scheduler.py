@@ -8,9 +8,10 @@ one base interleave token by token (each re-selecting its own adapter), a
 slow reader of a stream never holds the model, and a client that goes away
 simply stops pulling steps. Stop token ids are checked here and only here.
 
-This is the seam continuous batching grows from: the callers submit a
-``GenerationRequest`` and read steps, and need not change when several
-requests share one forward pass. Sampling uses transformers' own logits
+Decoders whose attention fits the slot KV cache generate through
+``batching.BatchScheduler`` instead (many requests in one forward pass),
+which takes this scheduler's lock for each step; this loop serves the
+other decoders, and is the reference the batched path is tested against. Sampling uses transformers' own logits
 warpers so temperature and top-p mean exactly what they mean in
 ``generate``.
 """
@@ -31,24 +32,24 @@ class StepScheduler:
 
     def __init__(self, weights: Weights) -> None:
         self.weights = weights
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def run(self, adapter: AdapterRequest | None, **inputs: Any) -> Any:
         """One forward pass on ``inputs`` with ``adapter`` switched on, alone on the model."""
         import torch
 
-        with self._lock:
+        with self.lock:
             self.weights.activate(adapter)
             with torch.inference_mode():
                 return self.weights.model(**inputs)
 
     def prepare(self, adapter: AdapterRequest) -> None:
         """Load ``adapter`` now, so that a broken one fails the request before a stream starts."""
-        with self._lock:
+        with self.lock:
             self.weights.activate(adapter)
 
     def remove(self, name: str) -> bool:
-        with self._lock:
+        with self.lock:
             return self.weights.drop_adapter(name)
 
     def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:

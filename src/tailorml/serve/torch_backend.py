@@ -1,9 +1,13 @@
 """The PyTorch serving backend: transformers and peft models on one device.
 
 ``TorchBackend.load`` gives a ``TorchBase``: the weights (``loading.py``),
-a tokenizer per adapter, and a ``StepScheduler`` that every forward pass
-on that base goes through. Embeddings and classification run in batches
-of ``BATCH_SIZE`` sorted by length, each batch one scheduler turn.
+a tokenizer per adapter, and a ``StepScheduler`` whose lock every forward
+pass on that base takes. Generation on a decoder whose attention fits the
+slot KV cache runs continuously batched (``batching.py``): requests join
+and leave one shared batch between steps, each with its own adapter;
+other decoders run the sequential decode loop. Embeddings and
+classification run in batches of ``BATCH_SIZE`` sorted by length, each
+batch one scheduler turn.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING
 from tailorml.registry import register
 from tailorml.serve.backend import GenerationRequest, GenerationStep, LoadConfig, ServingBackend
 from tailorml.serve.bases import AdapterRequest, BaseSpec
+from tailorml.serve.batching import BatchScheduler
 from tailorml.serve.loading import Weights, load_weights
 from tailorml.serve.scheduler import StepScheduler
 from tailorml.serve.tokenizer import HFTokenizer, has_tokenizer, load_tokenizer
@@ -28,18 +33,28 @@ class TorchBackend:
     """Runs transformers/peft models with PyTorch (fp32 on a CPU unless told otherwise)."""
 
     def load(self, spec: BaseSpec, config: LoadConfig) -> TorchBase:
-        return TorchBase(load_weights(spec, config))
+        return TorchBase(load_weights(spec, config), config)
 
 
 class TorchBase:
     """One base model in memory on PyTorch: its weights, tokenizers, adapters and scheduler."""
 
-    def __init__(self, weights: Weights) -> None:
+    def __init__(self, weights: Weights, config: LoadConfig | None = None) -> None:
+        config = config or LoadConfig()
         self.spec = weights.spec
         self.max_positions = weights.max_positions
         self.labels = weights.labels
         self.weights = weights
         self.scheduler = StepScheduler(weights)
+        self.batcher: BatchScheduler | None = None
+        if weights.spec.head == "causal_lm" and BatchScheduler.supports(weights):
+            self.batcher = BatchScheduler(
+                weights,
+                self.scheduler.lock,
+                max_batch=config.max_batch,
+                kv_cache_bytes=config.kv_cache_mb << 20,
+                prefill_chunk=config.prefill_chunk,
+            )
         self._lock = threading.Lock()
         self._tokenizers: dict[str | None, HFTokenizer] = {}
 
@@ -68,6 +83,8 @@ class TorchBase:
         return name in self.weights.resident
 
     def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:
+        if self.batcher is not None:
+            return self.batcher.generate(request)
         return self.scheduler.generate(request)
 
     def embed(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:

@@ -50,5 +50,8 @@ class AppState:
                     max_loaded=self.settings.max_loaded_models,
                     device=self.settings.serve_device,
                     dtype=self.settings.serve_dtype,
+                    max_batch=self.settings.serve_max_batch,
+                    kv_cache_mb=self.settings.serve_kv_cache_mb,
+                    prefill_chunk=self.settings.serve_prefill_chunk,
                 )
             return self._serving
