@@ -205,7 +205,7 @@ class BatchScheduler:
         while self._waiting and len(self._slots) < self.max_batch:
             seq = self._waiting[0]
             rows = len(self._slots) + 1
-            slots = max(cache.slots, min(-(-rows // 8) * 8, self.max_batch))
+            slots = max(cache.slots, min(round_up(rows, 8), self.max_batch))
             capacity = max(cache.capacity, round_up(seq.need, 256))
             if self._slots and slots * capacity * cache.bytes_per_token > self.kv_cache_bytes:
                 break  # it waits for a running sequence to finish (one always runs)
