@@ -105,6 +105,15 @@ class Settings(BaseSettings):
     serve_prefill_chunk: int = Field(
         512, ge=1, description="Prompt tokens prefilled per scheduler step (long prompts split)."
     )
+    serve_encode_batch: int = Field(
+        64, ge=1, description="Inputs one embeddings/classification forward pass takes at most."
+    )
+    serve_batch_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="How long an embeddings/classification batch waits for more requests, in ms.",
+    )
     serve_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
         description="Precision of served models; auto is float32 on a CPU (bf16 is two orders of "

@@ -83,12 +83,16 @@ class LoadConfig:
     max_batch: int = 32  # sequences decoding together on one base (continuous batching)
     kv_cache_mb: int = 2048  # KV cache one base's running batch may take
     prefill_chunk: int = 512  # prompt tokens prefilled per scheduler turn
+    encode_batch: int = 64  # inputs per embeddings/classification forward pass
+    batch_wait_ms: float = 2.0  # how long an encoder batch waits for more requests
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("max_batch", "kv_cache_mb", "prefill_chunk"):
+        for name in ("max_batch", "kv_cache_mb", "prefill_chunk", "encode_batch"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            problems.append(f"batch_wait_ms must be within 0..1000, got {self.batch_wait_ms}")
         if self.dtype not in ("auto", *DTYPES):
             problems.append(f"dtype must be 'auto' or one of {DTYPES}, got {self.dtype!r}")
         if not self.device:

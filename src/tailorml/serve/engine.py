@@ -69,7 +69,9 @@ class Engine:
     ``device`` and ``dtype`` say where and in what precision bases load
     ("auto" dtype is float32 on a CPU; see ``bases.resolve_dtype``);
     ``max_batch``, ``kv_cache_mb`` and ``prefill_chunk`` bound each decoder's
-    continuous batch (see ``batching.py``).
+    continuous batch (see ``batching.py``); ``encode_batch`` and
+    ``batch_wait_ms`` bound the dynamic batches of embeddings and
+    classification requests (see ``encoder_batching.py``).
     """
 
     def __init__(
@@ -83,6 +85,8 @@ class Engine:
         max_batch: int = 32,
         kv_cache_mb: int = 2048,
         prefill_chunk: int = 512,
+        encode_batch: int = 64,
+        batch_wait_ms: float = 2.0,
     ) -> None:
         self.device = device
         self.config = LoadConfig(
@@ -92,6 +96,8 @@ class Engine:
             max_batch=max_batch,
             kv_cache_mb=kv_cache_mb,
             prefill_chunk=prefill_chunk,
+            encode_batch=encode_batch,
+            batch_wait_ms=batch_wait_ms,
         )
         self._backend: ServingBackend = (
             lookup("serving_backend", backend)() if isinstance(backend, str) else backend

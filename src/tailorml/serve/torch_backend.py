@@ -6,8 +6,8 @@ pass on that base takes. Generation on a decoder whose attention fits the
 slot KV cache runs continuously batched (``batching.py``): requests join
 and leave one shared batch between steps, each with its own adapter;
 other decoders run the sequential decode loop. Embeddings and
-classification run in batches of ``BATCH_SIZE`` sorted by length, each
-batch one scheduler turn.
+classification requests are batched dynamically across requests, tenants
+and adapters (``encoder_batching.py``).
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from tailorml.registry import register
 from tailorml.serve.backend import GenerationRequest, GenerationStep, LoadConfig, ServingBackend
 from tailorml.serve.bases import AdapterRequest, BaseSpec
 from tailorml.serve.batching import BatchScheduler
+from tailorml.serve.encoder_batching import EncoderBatcher
 from tailorml.serve.loading import Weights, load_weights
 from tailorml.serve.scheduler import StepScheduler
 from tailorml.serve.tokenizer import HFTokenizer, has_tokenizer, load_tokenizer
-
-BATCH_SIZE = 16
 
 
 @register("serving_backend", "torch")
@@ -55,6 +54,12 @@ class TorchBase:
                 kv_cache_bytes=config.kv_cache_mb << 20,
                 prefill_chunk=config.prefill_chunk,
             )
+        self.encoder = EncoderBatcher(
+            weights,
+            self.scheduler.lock,
+            max_rows=config.encode_batch,
+            max_wait_ms=config.batch_wait_ms,
+        )
         self._lock = threading.Lock()
         self._tokenizers: dict[str | None, HFTokenizer] = {}
 
@@ -88,47 +93,10 @@ class TorchBase:
         return self.scheduler.generate(request)
 
     def embed(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:
-        return self._forward_batches(batch, adapter, hidden=True)
+        return self.encoder.run(batch, adapter, hidden=True)
 
     def classify(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:
-        return self._forward_batches(batch, adapter, hidden=False)
-
-    def _forward_batches(
-        self, batch: list[list[int]], adapter: AdapterRequest | None, *, hidden: bool
-    ) -> list[list[float]]:
-        import torch
-
-        weights = self.weights
-        pad = getattr(weights.model.config, "pad_token_id", None) or 0
-        # Only hidden states are wanted; for a causal LM skip all but one
-        # position of the vocabulary projection.
-        extra = {"logits_to_keep": 1} if hidden and weights.accepts_logits_to_keep else {}
-        # Sorting by length keeps padding (wasted compute) small in each chunk.
-        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
-        results: list[list[float]] = [[] for _ in batch]
-        for start in range(0, len(order), BATCH_SIZE):
-            chunk = order[start : start + BATCH_SIZE]
-            width = max(len(batch[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                ids[row, : len(batch[i])] = torch.tensor(batch[i])
-                mask[row, : len(batch[i])] = 1
-            ids, mask = ids.to(weights.device), mask.to(weights.device)
-            out = self.scheduler.run(
-                adapter, input_ids=ids, attention_mask=mask, output_hidden_states=hidden, **extra
-            )
-            with torch.inference_mode():
-                if hidden:
-                    states = out.hidden_states[-1].float()
-                    keep = mask.unsqueeze(-1).to(states.dtype)
-                    pooled = (states * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
-                    rows = torch.nn.functional.normalize(pooled, p=2, dim=-1)
-                else:
-                    rows = torch.softmax(out.logits.float(), dim=-1)
-            for row, i in enumerate(chunk):
-                results[i] = rows[row].cpu().tolist()
-        return results
+        return self.encoder.run(batch, adapter, hidden=False)
 
 
 if TYPE_CHECKING:

@@ -53,5 +53,7 @@ class AppState:
                     max_batch=self.settings.serve_max_batch,
                     kv_cache_mb=self.settings.serve_kv_cache_mb,
                     prefill_chunk=self.settings.serve_prefill_chunk,
+                    encode_batch=self.settings.serve_encode_batch,
+                    batch_wait_ms=self.settings.serve_batch_wait_ms,
                 )
             return self._serving
