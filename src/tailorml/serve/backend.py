@@ -74,6 +74,23 @@ class GenerationStep:
 
 
 @dataclass(frozen=True)
+class BaseStats:
+    """What one loaded base's schedulers are doing now, and have done (for metrics)."""
+
+    running: int = 0  # requests in the running generation batch
+    waiting: int = 0  # requests queued for a slot or an encoder batch
+    kv_cache_bytes: int = 0
+    kv_cache_budget_bytes: int = 0
+    adapters_resident: int = 0
+    decode_forwards: int = 0  # batched decoding passes
+    decode_rows: int = 0  # sequences they carried
+    encode_forwards: int = 0  # embeddings and classification passes
+    encode_rows: int = 0  # inputs they carried
+    adapter_loads: int = 0
+    adapter_evictions: int = 0
+
+
+@dataclass(frozen=True)
 class LoadConfig:
     """Where and how a backend places the bases it loads (from the serving settings)."""
 
@@ -150,6 +167,10 @@ class LoadedBase(Protocol):
 
     def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:
         """Schedule ``request`` and stream its steps; closing the stream aborts it."""
+        ...
+
+    def stats(self) -> BaseStats:
+        """The schedulers' state and counters now (cheap: read when metrics are scraped)."""
         ...
 
     def embed(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:

@@ -62,6 +62,8 @@ class BatchStats:
     waiting: int
     kv_bytes: int
     kv_budget_bytes: int
+    forwards: int  # decoding passes run so far
+    rows: int  # sequences those passes carried
 
 
 @dataclass(eq=False)
@@ -116,6 +118,7 @@ class BatchScheduler:
         self._waiting: deque[_Sequence] = deque()
         self._slots: list[_Sequence] = []  # decoding first, then those still in prefill
         self._thread: threading.Thread | None = None
+        self._forwards = self._rows = 0
 
     @staticmethod
     def supports(weights: Weights) -> bool:
@@ -127,7 +130,7 @@ class BatchScheduler:
         with self._cv:
             return BatchStats(
                 len(self._slots), len(self._waiting), self._cache.allocated_bytes,
-                self.kv_cache_bytes,
+                self.kv_cache_bytes, self._forwards, self._rows,
             )  # fmt: skip
 
     # -- the caller's side -----------------------------------------------------
@@ -306,6 +309,9 @@ class BatchScheduler:
         decoding = sorted(decoding, key=lambda s: s.slot)
         ids = torch.tensor([[s.last] for s in decoding], device=self.weights.device)
         scores = self._forward(decoding, ids, [s.position for s in decoding])
+        with self._cv:
+            self._forwards += 1
+            self._rows += len(decoding)
         self._emit(decoding, scores)
 
     def _emit(self, rows: list[_Sequence], scores: Any) -> None:

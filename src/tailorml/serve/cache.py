@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 from tailorml.errors import InvalidRequestError
 from tailorml.serve.backend import LoadConfig, LoadedBase, ServingBackend
@@ -104,6 +105,11 @@ class ModelCache:
         if model is None:
             return False
         return model.remove_adapter(name)
+
+    def bases(self) -> list[tuple[str, LoadedBase]]:
+        """Each loaded base, named by its folder, most recently used last."""
+        with self._lock:
+            return [(Path(spec.path).name, model) for spec, model in self._bases.items()]
 
     def loaded(self) -> list[str]:
         """Public ids whose weights are in memory now, sorted."""

@@ -15,10 +15,12 @@ both modes always agree.
 from __future__ import annotations
 
 import math
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import tailorml.serve.torch_backend  # noqa: F401  (registers the default "torch" backend)
 from tailorml.errors import ContextLengthExceededError, InvalidRequestError
@@ -33,9 +35,12 @@ from tailorml.serve.backend import (
 )
 from tailorml.serve.bases import AdapterRequest
 from tailorml.serve.cache import ModelCache
+from tailorml.serve.metrics import ServeMetrics
 from tailorml.serve.models import ModelRef
 from tailorml.serve.requests import check_inputs, check_messages, check_sampling
 from tailorml.serve.textstream import IncrementalDecoder, StopStringCutter
+
+T = TypeVar("T")
 
 # What max_tokens=None generates at most: "up to the context" would let one
 # casual request occupy a model for thousands of steps.
@@ -103,6 +108,7 @@ class Engine:
             lookup("serving_backend", backend)() if isinstance(backend, str) else backend
         )
         self._cache = ModelCache(self._backend, self.config, max_loaded)
+        self.metrics = ServeMetrics(lambda: [(n, m.stats()) for n, m in self._cache.bases()])
 
     # -- generation ----------------------------------------------------------
 
@@ -229,16 +235,23 @@ class Engine:
             stop_token_ids=model.stop_token_ids(adapter),
         )
         request = GenerationRequest(uuid.uuid4().hex, tuple(ids), params, adapter)
-        return self._deltas(model, request)
+        return self._deltas(ref, model, request, time.monotonic())
 
-    def _deltas(self, model: LoadedBase, request: GenerationRequest) -> Iterator[StreamDelta]:
+    def _deltas(
+        self, ref: ModelRef, model: LoadedBase, request: GenerationRequest, arrived: float
+    ) -> Iterator[StreamDelta]:
         decoder = IncrementalDecoder(model.tokenizer(request.adapter))
         cutter = StopStringCutter(list(request.params.stop))
         n_prompt, n_out, finish, tail = len(request.prompt_ids), 0, "length", ""
+        labels = (Path(model.spec.path).name, ref.key)
+        metrics, first, outcome = self.metrics, 0.0, "cancelled"
         steps = model.generate(request)
         try:
             for token, is_stop, reason in _tokens(steps):
                 n_out += 1
+                if n_out == 1:
+                    first = time.monotonic()
+                    metrics.ttft.labels(*labels).observe(first - arrived)
                 if is_stop:  # the backend's scheduler checked the stop ids; it is no text
                     finish = "stop"
                     break
@@ -250,11 +263,22 @@ class Engine:
                     yield StreamDelta(piece, None, n_prompt, n_out)
                 if reason is not None:
                     finish = reason
+            outcome = "ok"
+        except Exception:
+            outcome = "error"
+            raise
         finally:
             # Also runs when the client stops reading: the backend aborts the request.
             close = getattr(steps, "close", None)
             if close is not None:
                 close()
+            done = time.monotonic()
+            metrics.requests.labels(*labels, "generation", outcome).inc()
+            metrics.latency.labels(*labels, "generation").observe(done - arrived)
+            metrics.prompt_tokens.labels(*labels, "generation").inc(n_prompt)
+            metrics.generated_tokens.labels(*labels).inc(n_out)
+            if n_out > 1:
+                metrics.tpot.labels(*labels).observe((done - first) / (n_out - 1))
         if not cutter.stopped:
             tail = cutter.push(decoder.flush())
             finish = "stop" if cutter.stopped else finish
@@ -272,7 +296,10 @@ class Engine:
         """
         model, adapter = self._cache.get(ref)
         batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
-        return model.embed(batch, adapter), sum(map(len, batch))
+        vectors = self._observed(
+            ref, model, "embeddings", batch, lambda: model.embed(batch, adapter)
+        )
+        return vectors, sum(map(len, batch))
 
     def classify(
         self, ref: ModelRef, inputs: list[str], *, truncate: bool = False
@@ -292,13 +319,32 @@ class Engine:
         if ref.labels and (adapter is not None or _placeholder_labels(labels)):
             labels = ref.labels
         batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
+        rows = self._observed(
+            ref, model, "classifications", batch, lambda: model.classify(batch, adapter)
+        )
         results = []
-        for probs in model.classify(batch, adapter):
+        for probs in rows:
             names = labels if len(labels) == len(probs) else tuple(map(str, range(len(probs))))
             best = max(range(len(probs)), key=probs.__getitem__)
             scores = dict(zip(names, probs, strict=True))
             results.append({"label": names[best], "score": probs[best], "scores": scores})
         return results, sum(map(len, batch))
+
+    def _observed(
+        self, ref: ModelRef, model: LoadedBase, kind: str, batch: list[list[int]],
+        run: Callable[[], T],
+    ) -> T:  # fmt: skip
+        """``run()``, with its latency, tokens and outcome counted under ``kind``."""
+        labels = (Path(model.spec.path).name, ref.key)
+        start, outcome = time.monotonic(), "error"
+        try:
+            result = run()
+            outcome = "ok"
+            return result
+        finally:
+            self.metrics.requests.labels(*labels, kind, outcome).inc()
+            self.metrics.latency.labels(*labels, kind).observe(time.monotonic() - start)
+            self.metrics.prompt_tokens.labels(*labels, kind).inc(sum(map(len, batch)))
 
     def _encode_inputs(
         self,

@@ -46,6 +46,8 @@ class Weights:
         self._pins: dict[str, int] = {}  # adapters running sequences use: never evicted
         self._active: str | None = None  # the adapter set_adapter last chose
         self._disabled = False  # adapter layers switched off to serve the bare base
+        self.loads = 0  # adapters loaded, and evicted (LRU) since the base was loaded
+        self.evictions = 0
 
     def eos_token_ids(self) -> set[int]:
         """The eos ids of the model's generation config."""
@@ -94,6 +96,7 @@ class Weights:
                 return
             if name not in self._pins and name != keep:
                 self.drop_adapter(name)
+                self.evictions += 1
 
     def activate(self, adapter: AdapterRequest | None) -> None:
         """Make the next forward pass run ``adapter`` (None: the bare base), loading it if needed."""
@@ -146,6 +149,7 @@ class Weights:
         self.model.set_adapter(name, inference_mode=True)
         self._active, self._disabled = name, False
         self.resident[name] = None
+        self.loads += 1
         self._evict(keep=name)
 
     def drop_adapter(self, name: str) -> bool:

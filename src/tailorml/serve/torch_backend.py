@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tailorml.registry import register
-from tailorml.serve.backend import GenerationRequest, GenerationStep, LoadConfig, ServingBackend
+from tailorml.serve.backend import (
+    BaseStats,
+    GenerationRequest,
+    GenerationStep,
+    LoadConfig,
+    ServingBackend,
+)
 from tailorml.serve.bases import AdapterRequest, BaseSpec
 from tailorml.serve.batching import BatchScheduler
 from tailorml.serve.encoder_batching import EncoderBatcher
@@ -91,6 +97,29 @@ class TorchBase:
         if self.batcher is not None:
             return self.batcher.generate(request)
         return self.scheduler.generate(request)
+
+    def stats(self) -> BaseStats:
+        encoder = self.encoder.stats()
+        weights = self.weights
+        common = {
+            "adapters_resident": len(weights.resident),
+            "encode_forwards": encoder.forwards,
+            "encode_rows": encoder.rows,
+            "adapter_loads": weights.loads,
+            "adapter_evictions": weights.evictions,
+        }
+        if self.batcher is None:
+            return BaseStats(waiting=encoder.waiting, **common)
+        batch = self.batcher.stats()
+        return BaseStats(
+            running=batch.running,
+            waiting=batch.waiting + encoder.waiting,
+            kv_cache_bytes=batch.kv_bytes,
+            kv_cache_budget_bytes=batch.kv_budget_bytes,
+            decode_forwards=batch.forwards,
+            decode_rows=batch.rows,
+            **common,
+        )
 
     def embed(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:
         return self.encoder.run(batch, adapter, hidden=True)

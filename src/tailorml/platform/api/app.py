@@ -11,6 +11,7 @@ from tailorml import __version__
 from tailorml.platform.api.deps import authenticate_request
 from tailorml.platform.api.errors import install_error_handlers
 from tailorml.platform.api.guard import GuardLimits, RequestGuard
+from tailorml.platform.api.metrics import MetricsMiddleware
 from tailorml.platform.api.routes import (
     admin,
     datasets,
@@ -18,6 +19,7 @@ from tailorml.platform.api.routes import (
     fine_tuning,
     health,
     inference,
+    metrics,
     models,
 )
 from tailorml.platform.api.state import AppState
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         limits=partial(GuardLimits.from_settings, settings),
         authenticate=partial(authenticate_request, state),
     )
+    # Outermost, so the guard's own refusals (401, 413, 431) are counted too.
+    app.add_middleware(MetricsMiddleware, metrics=state.http_metrics)
 
     for router in (
         files.router,
@@ -79,6 +83,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         inference.router,
         admin.router,
         health.router,
+        metrics.router,
     ):
         app.include_router(router)
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tailorml.platform.api.metrics import HttpMetrics
 from tailorml.platform.db.engine import make_read_sessionmaker
 from tailorml.platform.models import ModelResolver
 from tailorml.platform.settings import Settings
@@ -28,12 +29,20 @@ class AppState:
     models: ModelResolver = field(init=False)
     # The worker supervisor of `tailor serve` when it runs workers in this process (/readyz).
     supervisor: WorkerSupervisor | None = None
+    # HTTP answers by route, status and error code (/metrics).
+    http_metrics: HttpMetrics = field(default_factory=HttpMetrics)
     _serving: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.read_sessions = make_read_sessionmaker(self.engine)
         self.models = ModelResolver(self.settings)
+
+    @property
+    def started_serving(self) -> Any:
+        """The inference engine if a request has started it, else None (never starts it)."""
+        with self._lock:
+            return self._serving
 
     @property
     def serving(self) -> Any:
