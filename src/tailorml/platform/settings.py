@@ -114,6 +114,18 @@ class Settings(BaseSettings):
         le=1000,
         description="How long an embeddings/classification batch waits for more requests, in ms.",
     )
+    serve_max_queue: int = Field(
+        256,
+        ge=1,
+        description="Requests in flight (running or waiting) on one served base model; beyond, "
+        "a fast 429 with Retry-After.",
+    )
+    serve_tenant_concurrency: int = Field(
+        64,
+        ge=1,
+        description="Inference requests one tenant may have in flight at once; beyond, a fast "
+        "429 with Retry-After.",
+    )
     serve_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
         description="Precision of served models; auto is float32 on a CPU (bf16 is two orders of "

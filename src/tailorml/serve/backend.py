@@ -56,6 +56,7 @@ class GenerationRequest:
     prompt_ids: tuple[int, ...]
     params: SamplingParams
     adapter: AdapterRequest | None = None  # None: the bare base
+    tenant: str | None = None  # whose request: schedulers take turns between tenants
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,17 @@ class LoadedBase(Protocol):
         """The schedulers' state and counters now (cheap: read when metrics are scraped)."""
         ...
 
-    def embed(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:
-        """Mean-pooled, L2-normalised last hidden states, one vector per input."""
+    def embed(
+        self, batch: list[list[int]], adapter: AdapterRequest | None, tenant: str | None = None
+    ) -> list[list[float]]:
+        """Mean-pooled, L2-normalised last hidden states, one vector per input.
+
+        ``tenant`` says whose request it is, so batches take turns between tenants."""
         ...
 
-    def classify(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:
+    def classify(
+        self, batch: list[list[int]], adapter: AdapterRequest | None, tenant: str | None = None
+    ) -> list[list[float]]:
         """Class probabilities (softmax), one row per input, in label-id order."""
         ...
 

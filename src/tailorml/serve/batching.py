@@ -6,7 +6,9 @@ Each turn of the loop:
 1. drops sequences whose client went away (a closed stream), freeing
    their slots at once;
 2. admits waiting requests while there is a free slot and the KV cache
-   stays under its budget (``max_batch`` slots, ``kv_cache_bytes``);
+   stays under its budget (``max_batch`` slots, ``kv_cache_bytes``),
+   taking turns between tenants: the next is the earliest request of the
+   tenant with the fewest sequences running;
 3. runs up to ``prefill_chunk`` prompt tokens of newly admitted requests,
    one sequence at a time, so a long prompt is split over several turns
    and never stalls the running batch for more than one chunk;
@@ -36,7 +38,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,9 +144,10 @@ class BatchScheduler:
         with self._cv:
             self._waiting.append(seq)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="tailorml-batch", daemon=True
-                )
+                # Not a daemon: at exit Python waits for the loop (it ends once idle for
+                # IDLE_SECONDS) instead of killing it inside a forward pass, which aborts
+                # the process ("terminate called without an active exception").
+                self._thread = threading.Thread(target=self._loop, name="tailorml-batch")
                 self._thread.start()
             self._cv.notify()
         return self._stream(seq)
@@ -205,14 +208,18 @@ class BatchScheduler:
         cache = self._cache
         if not self._slots:
             cache.release()  # start each busy period small; a long request does not stay
+        running = Counter(s.request.tenant for s in self._slots)
         while self._waiting and len(self._slots) < self.max_batch:
-            seq = self._waiting[0]
+            # Fair between tenants: the tenant with the fewest rows running goes first
+            # (min keeps the earliest of equals), so one tenant's backlog cannot fill
+            # every slot while another's request waits.
+            seq = min(self._waiting, key=lambda s: running[s.request.tenant])
             rows = len(self._slots) + 1
             slots = max(cache.slots, min(round_up(rows, 8), self.max_batch))
             capacity = max(cache.capacity, round_up(seq.need, 256))
             if self._slots and slots * capacity * cache.bytes_per_token > self.kv_cache_bytes:
                 break  # it waits for a running sequence to finish (one always runs)
-            self._waiting.popleft()
+            self._waiting.remove(seq)
             adapter = seq.request.adapter
             if adapter is not None:
                 try:
@@ -224,6 +231,7 @@ class BatchScheduler:
             cache.reserve(slots, capacity)
             seq.slot = len(self._slots)
             self._slots.append(seq)
+            running[seq.request.tenant] += 1
 
     def _free(self, seq: _Sequence) -> None:
         """Take ``seq`` out of its slot, keeping the slots compact with the decoding ones first.

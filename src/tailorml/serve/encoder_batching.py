@@ -3,9 +3,11 @@
 One ``EncoderBatcher`` per loaded base runs a loop on its own thread. A
 request (the token ids of its inputs, its adapter, and whether it wants
 pooled hidden states or class probabilities) joins a queue; the loop
-takes every request that is waiting, lingering up to ``max_wait_ms`` for
+takes the requests that are waiting, lingering up to ``max_wait_ms`` for
 more once the first arrives (the model is idle then, so a short wait
-costs little and fills the batch), and runs them together:
+costs little and fills the batch), up to ``max_rows`` inputs taken in
+turns between tenants (so one tenant's backlog does not make another's
+single request wait behind it), and runs them together:
 
 - rows of all requests are sorted by length and cut into forward passes of
   at most ``max_rows`` rows and ``max_tokens`` padded tokens, so padding
@@ -61,6 +63,7 @@ class _Job:
     batch: list[list[int]]
     adapter: AdapterRequest | None
     hidden: bool  # pooled hidden states (embeddings), else class probabilities
+    tenant: str | None = None
     results: list[list[float]] = field(default_factory=list)
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -98,18 +101,24 @@ class EncoderBatcher:
             return EncoderStats(self._requests, self._forwards, self._rows, len(self._waiting))
 
     def run(
-        self, batch: list[list[int]], adapter: AdapterRequest | None, *, hidden: bool
+        self,
+        batch: list[list[int]],
+        adapter: AdapterRequest | None,
+        *,
+        hidden: bool,
+        tenant: str | None = None,
     ) -> list[list[float]]:
         """Encode ``batch`` (token ids per input) with ``adapter``; blocks until answered."""
         if not batch:
             return []
-        job = _Job(batch, adapter, hidden)
+        job = _Job(batch, adapter, hidden, tenant)
         with self._cv:
             self._waiting.append(job)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="tailorml-encode", daemon=True
-                )
+                # Not a daemon: at exit Python waits for the loop (it ends once idle for
+                # IDLE_SECONDS) instead of killing it inside a forward pass, which aborts
+                # the process ("terminate called without an active exception").
+                self._thread = threading.Thread(target=self._loop, name="tailorml-encode")
                 self._thread.start()
             self._cv.notify()
         job.done.wait()
@@ -152,12 +161,9 @@ class EncoderBatcher:
             deadline = self._waiting[0].arrived + self.max_wait
             while _rows(self._waiting) < self.max_rows and time.monotonic() < deadline:
                 self._cv.wait(max(deadline - time.monotonic(), 0.0))
-            jobs = [self._waiting.popleft()]
-            rows = len(jobs[0].batch)
-            while self._waiting and rows + len(self._waiting[0].batch) <= self.max_rows:
-                job = self._waiting.popleft()
-                rows += len(job.batch)
-                jobs.append(job)
+            jobs = _fair_take(self._waiting, self.max_rows)
+            taken = set(map(id, jobs))
+            self._waiting = deque(job for job in self._waiting if id(job) not in taken)
             return jobs
 
     def _run(self, jobs: list[_Job]) -> None:
@@ -239,6 +245,33 @@ class EncoderBatcher:
 
 def _rows(jobs: deque[_Job]) -> int:
     return sum(len(job.batch) for job in jobs)
+
+
+def _fair_take(waiting: deque[_Job], max_rows: int) -> list[_Job]:
+    """Requests for one batch of at most ``max_rows`` inputs, taking turns between tenants.
+
+    Each tenant's requests keep their order; tenants take one request each in turn
+    (in the order of their earliest), so a tenant with a backlog shares the batch
+    with one that sent a single request instead of filling it. The first request
+    is always taken, however many inputs it has.
+    """
+    queues: dict[str | None, deque[_Job]] = {}
+    for job in waiting:
+        queues.setdefault(job.tenant, deque()).append(job)
+    jobs: list[_Job] = []
+    rows = 0
+    while queues:
+        for tenant in list(queues):
+            line = queues[tenant]
+            if jobs and rows + len(line[0].batch) > max_rows:
+                del queues[tenant]  # its next request waits for the next batch
+                continue
+            job = line.popleft()
+            jobs.append(job)
+            rows += len(job.batch)
+            if not line:
+                del queues[tenant]
+    return jobs
 
 
 def _chunks(

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import tailorml.serve.torch_backend  # noqa: F401  (registers the default "torch" backend)
 from tailorml.errors import ContextLengthExceededError, InvalidRequestError
 from tailorml.registry import lookup
+from tailorml.serve.admission import Admission, Rejected, Ticket
 from tailorml.serve.backend import (
     GenerationRequest,
     GenerationStep,
@@ -33,7 +34,7 @@ from tailorml.serve.backend import (
     SamplingParams,
     ServingBackend,
 )
-from tailorml.serve.bases import AdapterRequest
+from tailorml.serve.bases import AdapterRequest, BaseSpec
 from tailorml.serve.cache import ModelCache
 from tailorml.serve.metrics import ServeMetrics
 from tailorml.serve.models import ModelRef
@@ -76,7 +77,9 @@ class Engine:
     ``max_batch``, ``kv_cache_mb`` and ``prefill_chunk`` bound each decoder's
     continuous batch (see ``batching.py``); ``encode_batch`` and
     ``batch_wait_ms`` bound the dynamic batches of embeddings and
-    classification requests (see ``encoder_batching.py``).
+    classification requests (see ``encoder_batching.py``); ``max_queue``
+    bounds the requests in flight per base and ``tenant_concurrency`` those
+    of one tenant (see ``admission.py``): over either, a fast 429.
     """
 
     def __init__(
@@ -92,6 +95,8 @@ class Engine:
         prefill_chunk: int = 512,
         encode_batch: int = 64,
         batch_wait_ms: float = 2.0,
+        max_queue: int = 256,
+        tenant_concurrency: int = 64,
     ) -> None:
         self.device = device
         self.config = LoadConfig(
@@ -108,6 +113,7 @@ class Engine:
             lookup("serving_backend", backend)() if isinstance(backend, str) else backend
         )
         self._cache = ModelCache(self._backend, self.config, max_loaded)
+        self.admission = Admission(max_queue=max_queue, tenant_concurrency=tenant_concurrency)
         self.metrics = ServeMetrics(lambda: [(n, m.stats()) for n, m in self._cache.bases()])
 
     # -- generation ----------------------------------------------------------
@@ -122,11 +128,13 @@ class Engine:
         top_p: float = 1.0,
         stop: list[str] | str | None = None,
         seed: int | None = None,
+        tenant: str | None = None,
     ) -> Completion:
-        """Answer a conversation (OpenAI chat completions)."""
+        """Answer a conversation (OpenAI chat completions) for ``tenant`` (None: no
+        per-tenant bound)."""
         deltas = self.stream_chat(
             ref, messages, max_tokens=max_tokens, temperature=temperature,
-            top_p=top_p, stop=stop, seed=seed,
+            top_p=top_p, stop=stop, seed=seed, tenant=tenant,
         )  # fmt: skip
         return _join(deltas)
 
@@ -140,11 +148,12 @@ class Engine:
         top_p: float = 1.0,
         stop: list[str] | str | None = None,
         seed: int | None = None,
+        tenant: str | None = None,
     ) -> Completion:
         """Continue a raw prompt (OpenAI legacy completions)."""
         deltas = self.stream_complete(
             ref, prompt, max_tokens=max_tokens, temperature=temperature,
-            top_p=top_p, stop=stop, seed=seed,
+            top_p=top_p, stop=stop, seed=seed, tenant=tenant,
         )  # fmt: skip
         return _join(deltas)
 
@@ -158,16 +167,23 @@ class Engine:
         top_p: float = 1.0,
         stop: list[str] | str | None = None,
         seed: int | None = None,
+        tenant: str | None = None,
     ) -> Iterator[StreamDelta]:
         """Like ``chat``, in pieces. Every check runs before this returns, so a bad
         request raises here rather than after the caller has started a stream."""
-        model, adapter = self._generator(ref)
-        tokenizer = model.tokenizer(adapter)
-        rendered = tokenizer.render_chat(check_messages(messages))
-        # The template already wrote the special tokens the model was trained with.
-        ids = tokenizer.encode(rendered, special=False)
-        return self._start(ref, model, adapter, ids, "messages", max_tokens,
-                           temperature, top_p, stop, seed)  # fmt: skip
+        spec = self._generation_spec(ref)
+        ticket = self._admit(spec, tenant)
+        try:
+            model, adapter = self._cache.get(ref, spec)
+            tokenizer = model.tokenizer(adapter)
+            rendered = tokenizer.render_chat(check_messages(messages))
+            # The template already wrote the special tokens the model was trained with.
+            ids = tokenizer.encode(rendered, special=False)
+            return self._start(ref, model, adapter, ids, "messages", max_tokens,
+                               temperature, top_p, stop, seed, ticket)  # fmt: skip
+        except BaseException:
+            ticket.release()
+            raise
 
     def stream_complete(
         self,
@@ -179,16 +195,31 @@ class Engine:
         top_p: float = 1.0,
         stop: list[str] | str | None = None,
         seed: int | None = None,
+        tenant: str | None = None,
     ) -> Iterator[StreamDelta]:
         """Like ``complete``, in pieces (checks run before this returns)."""
         if not isinstance(prompt, str):
             raise InvalidRequestError("'prompt' must be a string.", param="prompt")
-        model, adapter = self._generator(ref)
-        ids = model.tokenizer(adapter).encode(prompt, special=True)
-        return self._start(ref, model, adapter, ids, "prompt", max_tokens,
-                           temperature, top_p, stop, seed)  # fmt: skip
+        spec = self._generation_spec(ref)
+        ticket = self._admit(spec, tenant)
+        try:
+            model, adapter = self._cache.get(ref, spec)
+            ids = model.tokenizer(adapter).encode(prompt, special=True)
+            return self._start(ref, model, adapter, ids, "prompt", max_tokens,
+                               temperature, top_p, stop, seed, ticket)  # fmt: skip
+        except BaseException:
+            ticket.release()
+            raise
 
-    def _generator(self, ref: ModelRef) -> tuple[LoadedBase, AdapterRequest | None]:
+    def _admit(self, spec: BaseSpec, tenant: str | None) -> Ticket:
+        """A place for one request on ``spec``'s base, or a fast 429 (before any work)."""
+        try:
+            return self.admission.enter(Path(spec.path).name, tenant)
+        except Rejected as exc:
+            self.metrics.rejected.labels(Path(spec.path).name, exc.reason).inc()
+            raise
+
+    def _generation_spec(self, ref: ModelRef) -> BaseSpec:
         spec = self._cache.spec(ref)
         if spec.head != "causal_lm":
             raise InvalidRequestError(
@@ -197,7 +228,7 @@ class Engine:
                 "classifications with this one.",
                 param="model",
             )
-        return self._cache.get(ref, spec)
+        return spec
 
     def _start(
         self,
@@ -211,6 +242,7 @@ class Engine:
         top_p: float,
         stop: list[str] | str | None,
         seed: int | None,
+        ticket: Ticket,
     ) -> Iterator[StreamDelta]:
         stops = check_sampling(max_tokens, temperature, top_p, stop, seed)
         limit = _context_limit(ref, model)
@@ -234,12 +266,19 @@ class Engine:
             stop=tuple(stops),
             stop_token_ids=model.stop_token_ids(adapter),
         )
-        request = GenerationRequest(uuid.uuid4().hex, tuple(ids), params, adapter)
-        return self._deltas(ref, model, request, time.monotonic())
+        request = GenerationRequest(uuid.uuid4().hex, tuple(ids), params, adapter, ticket.tenant)
+        return self._deltas(ref, model, request, time.monotonic(), ticket)
 
     def _deltas(
-        self, ref: ModelRef, model: LoadedBase, request: GenerationRequest, arrived: float
+        self,
+        ref: ModelRef,
+        model: LoadedBase,
+        request: GenerationRequest,
+        arrived: float,
+        ticket: Ticket,
     ) -> Iterator[StreamDelta]:
+        """The answer's pieces; the admission ticket is given back when it ends, fails or
+        is dropped (a generator never started frees it when collected: ``Ticket.__del__``)."""
         decoder = IncrementalDecoder(model.tokenizer(request.adapter))
         cutter = StopStringCutter(list(request.params.stop))
         n_prompt, n_out, finish, tail = len(request.prompt_ids), 0, "length", ""
@@ -272,6 +311,7 @@ class Engine:
             close = getattr(steps, "close", None)
             if close is not None:
                 close()
+            ticket.release()
             done = time.monotonic()
             metrics.requests.labels(*labels, "generation", outcome).inc()
             metrics.latency.labels(*labels, "generation").observe(done - arrived)
@@ -288,21 +328,36 @@ class Engine:
     # -- encoders ------------------------------------------------------------
 
     def embed(
-        self, ref: ModelRef, inputs: list[str], *, truncate: bool = False
+        self,
+        ref: ModelRef,
+        inputs: list[str],
+        *,
+        truncate: bool = False,
+        tenant: str | None = None,
     ) -> tuple[list[list[float]], int]:
         """L2-normalised mean-pooled vectors for ``inputs``, and their token count.
 
         ``truncate`` cuts inputs longer than the context instead of refusing them.
         """
-        model, adapter = self._cache.get(ref)
-        batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
-        vectors = self._observed(
-            ref, model, "embeddings", batch, lambda: model.embed(batch, adapter)
-        )
+        spec = self._cache.spec(ref)
+        ticket = self._admit(spec, tenant)
+        try:
+            model, adapter = self._cache.get(ref, spec)
+            batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
+            vectors = self._observed(
+                ref, model, "embeddings", batch, lambda: model.embed(batch, adapter, tenant)
+            )
+        finally:
+            ticket.release()
         return vectors, sum(map(len, batch))
 
     def classify(
-        self, ref: ModelRef, inputs: list[str], *, truncate: bool = False
+        self,
+        ref: ModelRef,
+        inputs: list[str],
+        *,
+        truncate: bool = False,
+        tenant: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """``{"label", "score", "scores"}`` per input (softmax), and the token count."""
         spec = self._cache.spec(ref)
@@ -312,16 +367,21 @@ class Engine:
                 "data (a classification fine-tuning job).",
                 param="model",
             )
-        model, adapter = self._cache.get(ref, spec)
-        labels = model.labels
-        # A LoRA base carries placeholder names (LABEL_0...), as does a full
-        # model saved without id2label: the manifest's labels are the real ones.
-        if ref.labels and (adapter is not None or _placeholder_labels(labels)):
-            labels = ref.labels
-        batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
-        rows = self._observed(
-            ref, model, "classifications", batch, lambda: model.classify(batch, adapter)
-        )
+        ticket = self._admit(spec, tenant)
+        try:
+            model, adapter = self._cache.get(ref, spec)
+            labels = model.labels
+            # A LoRA base carries placeholder names (LABEL_0...), as does a full
+            # model saved without id2label: the manifest's labels are the real ones.
+            if ref.labels and (adapter is not None or _placeholder_labels(labels)):
+                labels = ref.labels
+            batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
+            rows = self._observed(
+                ref, model, "classifications", batch,
+                lambda: model.classify(batch, adapter, tenant),
+            )  # fmt: skip
+        finally:
+            ticket.release()
         results = []
         for probs in rows:
             names = labels if len(labels) == len(probs) else tuple(map(str, range(len(probs))))
@@ -378,7 +438,7 @@ class Engine:
         if isinstance(text_or_messages, str):
             model, adapter = self._cache.get(ref)
             return len(model.tokenizer(adapter).encode(text_or_messages, special=True))
-        model, adapter = self._generator(ref)
+        model, adapter = self._cache.get(ref, self._generation_spec(ref))
         tokenizer = model.tokenizer(adapter)
         rendered = tokenizer.render_chat(check_messages(text_or_messages))
         return len(tokenizer.encode(rendered, special=False))

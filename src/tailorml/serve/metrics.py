@@ -78,6 +78,12 @@ class ServeMetrics:
             "Requests the engine finished, by kind and outcome (ok, error, cancelled).",
             (*labels, "kind", "outcome"), registry=self.registry,
         )  # fmt: skip
+        self.rejected = Counter(
+            "tailorml_admission_rejected",
+            "Requests refused with a 429 by admission control, by the bound they hit "
+            "(model_queue, tenant_concurrency).",
+            ("base", "reason"), registry=self.registry,
+        )  # fmt: skip
         self.registry.register(_BaseStatsCollector(bases))
 
 

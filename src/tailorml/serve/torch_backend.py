@@ -121,11 +121,15 @@ class TorchBase:
             **common,
         )
 
-    def embed(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:
-        return self.encoder.run(batch, adapter, hidden=True)
+    def embed(
+        self, batch: list[list[int]], adapter: AdapterRequest | None, tenant: str | None = None
+    ) -> list[list[float]]:
+        return self.encoder.run(batch, adapter, hidden=True, tenant=tenant)
 
-    def classify(self, batch: list[list[int]], adapter: AdapterRequest | None) -> list[list[float]]:
-        return self.encoder.run(batch, adapter, hidden=False)
+    def classify(
+        self, batch: list[list[int]], adapter: AdapterRequest | None, tenant: str | None = None
+    ) -> list[list[float]]:
+        return self.encoder.run(batch, adapter, hidden=False, tenant=tenant)
 
 
 if TYPE_CHECKING:

@@ -160,3 +160,26 @@ def test_no_transaction_is_open_while_a_model_generates(client, acme, settings, 
     assert streamed.status_code == 200 and streamed.text.endswith("data: [DONE]\n\n")
     assert chat(client, acme, "ft:tiny-llama:acme:none:00000000").status_code == 404
     assert seen == [0, 0]
+
+
+def test_a_tenant_over_its_concurrency_gets_a_fast_429_and_others_do_not(
+    client, acme, globex, adapters
+) -> None:  # type: ignore[no-untyped-def]
+    state = client.app.state.tailor
+    model = register(client, "acme", "busy", adapters["a"])
+    other = register(client, "globex", "calm", adapters["b"])
+    assert chat(client, acme, model).status_code == 200  # loaded
+    with read_scope(state.read_sessions) as s:
+        acme_id = get_tenant(s, name_or_id="acme").id
+    admission = state.serving.admission
+    admission.set_tenant_limit(acme_id, 1)
+    held = admission.enter(adapters["base"].name, acme_id)  # acme's one request in flight
+    try:
+        refused = chat(client, acme, model)
+        assert error(refused, 429)["code"] == "rate_limit_exceeded"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "1 requests in flight" in refused.json()["error"]["message"]
+        assert chat(client, globex, other).status_code == 200
+    finally:
+        held.release()
+    assert chat(client, acme, model).status_code == 200

@@ -64,5 +64,7 @@ class AppState:
                     prefill_chunk=self.settings.serve_prefill_chunk,
                     encode_batch=self.settings.serve_encode_batch,
                     batch_wait_ms=self.settings.serve_batch_wait_ms,
+                    max_queue=self.settings.serve_max_queue,
+                    tenant_concurrency=self.settings.serve_tenant_concurrency,
                 )
             return self._serving

@@ -81,7 +81,7 @@ def chat_completions(body: ChatCompletionRequest, state: StateDep, tenant_id: Te
     opts = body.engine_options()
     cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
     if not body.stream:
-        out = state.serving.chat(ref, messages, **opts)
+        out = state.serving.chat(ref, messages, **opts, tenant=tenant_id)
         return {
             "id": cid,
             "object": "chat.completion",
@@ -97,7 +97,7 @@ def chat_completions(body: ChatCompletionRequest, state: StateDep, tenant_id: Te
             ],
             "usage": _usage(out.prompt_tokens, out.completion_tokens),
         }
-    deltas = state.serving.stream_chat(ref, messages, **opts)
+    deltas = state.serving.stream_chat(ref, messages, **opts, tenant=tenant_id)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def chunks() -> Iterator[dict[str, Any]]:
@@ -139,7 +139,7 @@ def completions(body: CompletionRequest, state: StateDep, tenant_id: TenantDep) 
     cid, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
     base = {"id": cid, "object": "text_completion", "created": created, "model": body.model}
     if not body.stream:
-        out = state.serving.complete(ref, body.prompt, **opts)
+        out = state.serving.complete(ref, body.prompt, **opts, tenant=tenant_id)
         return {
             **base,
             "choices": [
@@ -147,7 +147,7 @@ def completions(body: CompletionRequest, state: StateDep, tenant_id: TenantDep) 
             ],
             "usage": _usage(out.prompt_tokens, out.completion_tokens),
         }
-    deltas = state.serving.stream_complete(ref, body.prompt, **opts)
+    deltas = state.serving.stream_complete(ref, body.prompt, **opts, tenant=tenant_id)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def chunks() -> Iterator[dict[str, Any]]:
@@ -184,7 +184,7 @@ def embeddings(body: EmbeddingRequest, state: StateDep, tenant_id: TenantDep) ->
         )
     ref = _ref(state, tenant_id, body.model, need="embed")
     inputs = [body.input] if isinstance(body.input, str) else body.input
-    vectors, tokens = state.serving.embed(ref, inputs, truncate=body.truncate)
+    vectors, tokens = state.serving.embed(ref, inputs, truncate=body.truncate, tenant=tenant_id)
 
     def encode(v: list[float]) -> Any:
         if body.encoding_format == "base64":
@@ -208,7 +208,7 @@ def classifications(
 ) -> dict[str, Any]:
     ref = _ref(state, tenant_id, body.model, need="classify")
     inputs = [body.input] if isinstance(body.input, str) else body.input
-    results, tokens = state.serving.classify(ref, inputs, truncate=body.truncate)
+    results, tokens = state.serving.classify(ref, inputs, truncate=body.truncate, tenant=tenant_id)
     return {
         "object": "list",
         "model": body.model,
