@@ -46,6 +46,7 @@ from typing import Any
 from tailorml.serve.backend import GenerationRequest, GenerationStep
 from tailorml.serve.kvcache import SlotKVCache, round_up
 from tailorml.serve.loading import Weights
+from tailorml.serve.sampling import TokenPicker
 
 # Decoder families whose attention reads its keys through ``cache.update`` and takes a
 # ready 4D mask and explicit positions, as the slot cache needs. Others run sequentially.
@@ -79,8 +80,7 @@ class _Sequence:
     last: int = -1  # the token to feed at the next decode step
     slot: int = -1
     abandoned: bool = False
-    rng: Any = None
-    warpers: list[Any] = field(default_factory=list)
+    picker: TokenPicker | None = None
 
     @property
     def need(self) -> int:
@@ -139,8 +139,7 @@ class BatchScheduler:
 
     def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:
         """Queue ``request`` and stream its steps; closing the stream frees its slot."""
-        seq = _Sequence(request)
-        _prepare_sampling(seq, self.weights.device)
+        seq = _Sequence(request, picker=TokenPicker(request.params, self.weights.device))
         with self._cv:
             self._waiting.append(seq)
             if self._thread is None:
@@ -327,7 +326,9 @@ class BatchScheduler:
         greedy = scores.argmax(dim=-1).tolist()
         finished = []
         for i, seq in enumerate(rows):
-            token = greedy[i] if seq.rng is None else _sample(seq, scores[i : i + 1])
+            picker = seq.picker
+            assert picker is not None
+            token = greedy[i] if picker.greedy else picker.pick(scores[i : i + 1])
             seq.generated += 1
             seq.last = token
             params = seq.request.params
@@ -348,34 +349,6 @@ class BatchScheduler:
 
 def _decoding(seq: _Sequence) -> bool:
     return seq.cached == len(seq.request.prompt_ids)
-
-
-def _prepare_sampling(seq: _Sequence, device: str) -> None:
-    import torch
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
-
-    params = seq.request.params
-    if params.temperature == 0:
-        return  # greedy: argmax over the batch, no RNG
-    if params.temperature != 1.0:
-        seq.warpers.append(TemperatureLogitsWarper(params.temperature))
-    if params.top_p < 1.0:
-        seq.warpers.append(TopPLogitsWarper(params.top_p))
-    # A private generator per request: seeded answers do not depend on who else is in the batch.
-    seq.rng = torch.Generator(device=device)
-    if params.seed is None:
-        seq.rng.seed()
-    else:
-        seq.rng.manual_seed(params.seed)
-
-
-def _sample(seq: _Sequence, scores: Any) -> int:
-    import torch
-
-    for warp in seq.warpers:
-        scores = warp(None, scores)
-    probs = torch.softmax(scores, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=seq.rng).item())
 
 
 def _text_config(model: Any) -> Any:

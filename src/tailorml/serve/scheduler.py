@@ -11,9 +11,8 @@ simply stops pulling steps. Stop token ids are checked here and only here.
 Decoders whose attention fits the slot KV cache generate through
 ``batching.BatchScheduler`` instead (many requests in one forward pass),
 which takes this scheduler's lock for each step; this loop serves the
-other decoders, and is the reference the batched path is tested against. Sampling uses transformers' own logits
-warpers so temperature and top-p mean exactly what they mean in
-``generate``.
+other decoders, and is the reference the batched path is tested against.
+Both pick tokens with ``sampling.TokenPicker``.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from typing import Any
 from tailorml.serve.backend import GenerationRequest, GenerationStep
 from tailorml.serve.bases import AdapterRequest
 from tailorml.serve.loading import Weights
+from tailorml.serve.sampling import TokenPicker
 
 
 class StepScheduler:
@@ -55,38 +55,16 @@ class StepScheduler:
     def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:
         """The steps of ``request``: one token each, the last with its finish reason."""
         import torch
-        from transformers.generation.logits_process import (
-            TemperatureLogitsWarper,
-            TopPLogitsWarper,
-        )
 
         params, weights = request.params, self.weights
-        warpers: list[Any] = []
-        if params.temperature > 0 and params.temperature != 1.0:
-            warpers.append(TemperatureLogitsWarper(params.temperature))
-        if params.temperature > 0 and params.top_p < 1.0:
-            warpers.append(TopPLogitsWarper(params.top_p))
-        # A private generator: the global RNG is shared by every thread, so
-        # a seeded request would not be reproducible under concurrency.
-        rng = torch.Generator(device=weights.device)
-        if params.seed is None:
-            rng.seed()
-        else:
-            rng.manual_seed(params.seed)
+        picker = TokenPicker(params, weights.device)
         extra = {"logits_to_keep": 1} if weights.accepts_logits_to_keep else {}
         ids = torch.tensor([list(request.prompt_ids)], device=weights.device)
         cache = None
         for n in range(1, params.max_tokens + 1):
             out = self.run(request.adapter, input_ids=ids, cache=cache, use_cache=True, **extra)
             cache = out.cache
-            scores = out.logits[:, -1, :].float()
-            if params.temperature == 0:
-                token = int(scores.argmax(dim=-1).item())
-            else:
-                for warp in warpers:
-                    scores = warp(ids, scores)
-                probs = torch.softmax(scores, dim=-1)
-                token = int(torch.multinomial(probs, 1, generator=rng).item())
+            token = picker.pick(out.logits[:, -1, :].float())
             if token in params.stop_token_ids:
                 yield GenerationStep((token,), "stop", stop_token_id=token)
                 return
