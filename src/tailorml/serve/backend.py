@@ -32,6 +32,7 @@ from typing import Protocol
 
 from tailorml.errors import InvalidRequestError
 from tailorml.serve.bases import AdapterRequest, BaseSpec
+from tailorml.serve.grammar import Grammar
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -46,6 +47,10 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()  # strings: the engine cuts the text at the first one
     stop_token_ids: frozenset[int] = frozenset()  # tokens: the backend ends the sequence
+    presence_penalty: float = 0.0  # subtracted from the score of every token generated so far
+    frequency_penalty: float = 0.0  # subtracted once per time a token was generated so far
+    logprobs: int | None = None  # None: none; k: each token's log-probability and the top k
+    grammar: Grammar | None = None  # the answer must match it (response_format)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,15 @@ class GenerationRequest:
     params: SamplingParams
     adapter: AdapterRequest | None = None  # None: the bare base
     tenant: str | None = None  # whose request: schedulers take turns between tenants
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability, and the most likely tokens at its place."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,7 @@ class GenerationStep:
     token_ids: tuple[int, ...]
     finish_reason: str | None = None  # "stop" or "length"
     stop_token_id: int | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per token when the request asked for them
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailorml.serve.backend import GenerationRequest, GenerationStep
+from tailorml.serve.grammar import Matcher
 from tailorml.serve.kvcache import SlotKVCache, round_up
 from tailorml.serve.loading import Weights
 from tailorml.serve.sampling import TokenPicker
@@ -137,9 +138,14 @@ class BatchScheduler:
 
     # -- the caller's side -----------------------------------------------------
 
-    def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:
-        """Queue ``request`` and stream its steps; closing the stream frees its slot."""
-        seq = _Sequence(request, picker=TokenPicker(request.params, self.weights.device))
+    def generate(
+        self, request: GenerationRequest, matcher: Matcher | None = None
+    ) -> Iterator[GenerationStep]:
+        """Queue ``request`` and stream its steps; closing the stream frees its slot.
+
+        ``matcher`` constrains the answer to its grammar (``response_format``)."""
+        picker = TokenPicker(request.params, self.weights.device, matcher)
+        seq = _Sequence(request, picker=picker)
         with self._cv:
             self._waiting.append(seq)
             if self._thread is None:
@@ -331,15 +337,10 @@ class BatchScheduler:
             token = greedy[i] if picker.greedy else picker.pick(scores[i : i + 1])
             seq.generated += 1
             seq.last = token
-            params = seq.request.params
-            if token in params.stop_token_ids:
-                seq.out.put(GenerationStep((token,), "stop", stop_token_id=token))
+            step = picker.step(token, seq.generated)
+            seq.out.put(step)
+            if step.finish_reason is not None:
                 finished.append(seq)
-            elif seq.generated >= params.max_tokens:
-                seq.out.put(GenerationStep((token,), "length"))
-                finished.append(seq)
-            else:
-                seq.out.put(GenerationStep((token,), None))
         if finished:
             with self._cv:
                 # Highest slot first, so freeing one does not move another still to free.

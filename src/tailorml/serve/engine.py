@@ -18,7 +18,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,12 +33,19 @@ from tailorml.serve.backend import (
     LoadedBase,
     SamplingParams,
     ServingBackend,
+    TokenLogprob,
 )
 from tailorml.serve.bases import AdapterRequest, BaseSpec
 from tailorml.serve.cache import ModelCache
 from tailorml.serve.metrics import ServeMetrics
 from tailorml.serve.models import ModelRef
-from tailorml.serve.requests import check_inputs, check_messages, check_sampling
+from tailorml.serve.requests import (
+    check_choices,
+    check_inputs,
+    check_messages,
+    check_sampling,
+    grammar_for,
+)
 from tailorml.serve.textstream import IncrementalDecoder, StopStringCutter
 
 T = TypeVar("T")
@@ -48,24 +55,59 @@ T = TypeVar("T")
 DEFAULT_MAX_TOKENS = 256
 
 
+@dataclass(frozen=True)
+class GenerateOptions:
+    """What a generation request may ask for, with OpenAI's names and defaults."""
+
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] | str | None = None
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: int | None = None  # None: none; k: each token's logprob and its k likeliest
+    response_format: dict[str, Any] | None = None  # text, json_object or json_schema
+    n: int = 1  # choices, generated side by side in the batch
+
+
+@dataclass
+class Choice:
+    """One finished choice of an answer."""
+
+    index: int
+    text: str
+    finish_reason: str
+    completion_tokens: int
+    logprobs: list[dict[str, Any]] | None = None  # OpenAI's logprobs.content entries
+
+
 @dataclass
 class Completion:
-    """A finished answer; ``finish_reason`` is "stop" (eos or stop string) or "length"."""
+    """A finished answer; ``finish_reason`` is "stop" (eos, stop string or a complete
+    grammar) or "length". ``text`` and ``finish_reason`` are the first choice's;
+    ``completion_tokens`` counts every choice's tokens, the prompt counts once."""
 
     text: str
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    choices: list[Choice] = field(default_factory=list)
 
 
 @dataclass
 class StreamDelta:
-    """One piece of a streamed answer; the last one has ``finish_reason`` set."""
+    """One piece of a streamed answer; each choice's last one has ``finish_reason`` set.
+
+    ``completion_tokens`` counts the tokens of choice ``index`` so far; ``logprobs``
+    (when asked for) are those of the tokens whose text this piece carries."""
 
     text: str
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    index: int = 0
+    logprobs: list[dict[str, Any]] | None = None
 
 
 class Engine:
@@ -123,54 +165,33 @@ class Engine:
         ref: ModelRef,
         messages: list[dict[str, Any]],
         *,
-        max_tokens: int | None = None,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        stop: list[str] | str | None = None,
-        seed: int | None = None,
         tenant: str | None = None,
+        **options: Any,
     ) -> Completion:
         """Answer a conversation (OpenAI chat completions) for ``tenant`` (None: no
-        per-tenant bound)."""
-        deltas = self.stream_chat(
-            ref, messages, max_tokens=max_tokens, temperature=temperature,
-            top_p=top_p, stop=stop, seed=seed, tenant=tenant,
-        )  # fmt: skip
-        return _join(deltas)
+        per-tenant bound). ``options`` are ``GenerateOptions``' fields: max_tokens,
+        temperature, top_p, stop, seed, presence_penalty, frequency_penalty, logprobs
+        (None, or how many alternatives per token), response_format and n."""
+        return _join(self.stream_chat(ref, messages, tenant=tenant, **options))
 
     def complete(
-        self,
-        ref: ModelRef,
-        prompt: str,
-        *,
-        max_tokens: int | None = None,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        stop: list[str] | str | None = None,
-        seed: int | None = None,
-        tenant: str | None = None,
+        self, ref: ModelRef, prompt: str, *, tenant: str | None = None, **options: Any
     ) -> Completion:
-        """Continue a raw prompt (OpenAI legacy completions)."""
-        deltas = self.stream_complete(
-            ref, prompt, max_tokens=max_tokens, temperature=temperature,
-            top_p=top_p, stop=stop, seed=seed, tenant=tenant,
-        )  # fmt: skip
-        return _join(deltas)
+        """Continue a raw prompt (OpenAI legacy completions); ``options`` as for ``chat``."""
+        return _join(self.stream_complete(ref, prompt, tenant=tenant, **options))
 
     def stream_chat(
         self,
         ref: ModelRef,
         messages: list[dict[str, Any]],
         *,
-        max_tokens: int | None = None,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        stop: list[str] | str | None = None,
-        seed: int | None = None,
         tenant: str | None = None,
+        **options: Any,
     ) -> Iterator[StreamDelta]:
-        """Like ``chat``, in pieces. Every check runs before this returns, so a bad
-        request raises here rather than after the caller has started a stream."""
+        """Like ``chat``, in pieces (``StreamDelta.index`` says whose, when n > 1). Every
+        check runs before this returns, so a bad request raises here rather than after the
+        caller has started a stream."""
+        opts = GenerateOptions(**options)
         spec = self._generation_spec(ref)
         ticket = self._admit(spec, tenant)
         try:
@@ -179,34 +200,24 @@ class Engine:
             rendered = tokenizer.render_chat(check_messages(messages))
             # The template already wrote the special tokens the model was trained with.
             ids = tokenizer.encode(rendered, special=False)
-            return self._start(ref, model, adapter, ids, "messages", max_tokens,
-                               temperature, top_p, stop, seed, ticket)  # fmt: skip
+            return self._start(ref, model, adapter, ids, "messages", opts, ticket)
         except BaseException:
             ticket.release()
             raise
 
     def stream_complete(
-        self,
-        ref: ModelRef,
-        prompt: str,
-        *,
-        max_tokens: int | None = None,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        stop: list[str] | str | None = None,
-        seed: int | None = None,
-        tenant: str | None = None,
+        self, ref: ModelRef, prompt: str, *, tenant: str | None = None, **options: Any
     ) -> Iterator[StreamDelta]:
         """Like ``complete``, in pieces (checks run before this returns)."""
         if not isinstance(prompt, str):
             raise InvalidRequestError("'prompt' must be a string.", param="prompt")
+        opts = GenerateOptions(**options)
         spec = self._generation_spec(ref)
         ticket = self._admit(spec, tenant)
         try:
             model, adapter = self._cache.get(ref, spec)
             ids = model.tokenizer(adapter).encode(prompt, special=True)
-            return self._start(ref, model, adapter, ids, "prompt", max_tokens,
-                               temperature, top_p, stop, seed, ticket)  # fmt: skip
+            return self._start(ref, model, adapter, ids, "prompt", opts, ticket)
         except BaseException:
             ticket.release()
             raise
@@ -237,14 +248,13 @@ class Engine:
         adapter: AdapterRequest | None,
         ids: list[int],
         param: str,
-        max_tokens: int | None,
-        temperature: float,
-        top_p: float,
-        stop: list[str] | str | None,
-        seed: int | None,
+        opts: GenerateOptions,
         ticket: Ticket,
     ) -> Iterator[StreamDelta]:
-        stops = check_sampling(max_tokens, temperature, top_p, stop, seed)
+        max_tokens = opts.max_tokens
+        stops = check_sampling(max_tokens, opts.temperature, opts.top_p, opts.stop, opts.seed)
+        check_choices(opts.presence_penalty, opts.frequency_penalty, opts.logprobs, opts.n)
+        grammar = grammar_for(opts.response_format)
         limit = _context_limit(ref, model)
         wanted = max_tokens if max_tokens is not None else 1
         if not ids or len(ids) + wanted > limit:
@@ -260,14 +270,26 @@ class Engine:
             max_tokens = min(DEFAULT_MAX_TOKENS, limit - len(ids))
         params = SamplingParams(
             max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
+            temperature=opts.temperature,
+            top_p=opts.top_p,
+            seed=opts.seed,
             stop=tuple(stops),
             stop_token_ids=model.stop_token_ids(adapter),
+            presence_penalty=opts.presence_penalty,
+            frequency_penalty=opts.frequency_penalty,
+            logprobs=opts.logprobs,
+            grammar=grammar,
         )
-        request = GenerationRequest(uuid.uuid4().hex, tuple(ids), params, adapter, ticket.tenant)
-        return self._deltas(ref, model, request, time.monotonic(), ticket)
+        arrived = time.monotonic()
+        streams = []
+        for i in range(opts.n):
+            # Choices of a seeded request differ from each other and repeat across calls.
+            seeded = replace(params, seed=None if opts.seed is None else opts.seed + i)
+            request = GenerationRequest(
+                uuid.uuid4().hex, tuple(ids), seeded, adapter, ticket.tenant
+            )
+            streams.append(self._deltas(ref, model, request, arrived, i))
+        return _held(_merged(streams), ticket)
 
     def _deltas(
         self,
@@ -275,18 +297,20 @@ class Engine:
         model: LoadedBase,
         request: GenerationRequest,
         arrived: float,
-        ticket: Ticket,
+        index: int,
     ) -> Iterator[StreamDelta]:
-        """The answer's pieces; the admission ticket is given back when it ends, fails or
-        is dropped (a generator never started frees it when collected: ``Ticket.__del__``)."""
-        decoder = IncrementalDecoder(model.tokenizer(request.adapter))
+        """One choice's pieces, each with the log-probabilities of the tokens it carries."""
+        tokenizer = model.tokenizer(request.adapter)
+        decoder = IncrementalDecoder(tokenizer)
         cutter = StopStringCutter(list(request.params.stop))
         n_prompt, n_out, finish, tail = len(request.prompt_ids), 0, "length", ""
+        want_logprobs = request.params.logprobs is not None
+        pending: list[dict[str, Any]] = []
         labels = (Path(model.spec.path).name, ref.key)
         metrics, first, outcome = self.metrics, 0.0, "cancelled"
         steps = model.generate(request)
         try:
-            for token, is_stop, reason in _tokens(steps):
+            for token, is_stop, reason, logprob in _tokens(steps):
                 n_out += 1
                 if n_out == 1:
                     first = time.monotonic()
@@ -294,12 +318,16 @@ class Engine:
                 if is_stop:  # the backend's scheduler checked the stop ids; it is no text
                     finish = "stop"
                     break
+                if logprob is not None:
+                    pending.append(_openai_logprob(tokenizer, logprob))
                 piece = cutter.push(decoder.push(token))
                 if cutter.stopped:
                     finish, tail = "stop", piece
                     break
                 if piece:
-                    yield StreamDelta(piece, None, n_prompt, n_out)
+                    yield StreamDelta(piece, None, n_prompt, n_out, index,
+                                      pending if want_logprobs else None)  # fmt: skip
+                    pending = []
                 if reason is not None:
                     finish = reason
             outcome = "ok"
@@ -311,7 +339,6 @@ class Engine:
             close = getattr(steps, "close", None)
             if close is not None:
                 close()
-            ticket.release()
             done = time.monotonic()
             metrics.requests.labels(*labels, "generation", outcome).inc()
             metrics.latency.labels(*labels, "generation").observe(done - arrived)
@@ -323,7 +350,7 @@ class Engine:
             tail = cutter.push(decoder.flush())
             finish = "stop" if cutter.stopped else finish
             tail += cutter.flush()
-        yield StreamDelta(tail, finish, n_prompt, n_out)
+        yield StreamDelta(tail, finish, n_prompt, n_out, index, pending if want_logprobs else None)
 
     # -- encoders ------------------------------------------------------------
 
@@ -452,9 +479,12 @@ class Engine:
         return self._cache.loaded()
 
 
-def _tokens(steps: Iterator[GenerationStep]) -> Iterator[tuple[int, bool, str | None]]:
-    """Each generated token, whether it is the stop token that ended the answer, and the
-    finish reason its step reported (on the last token of a step only)."""
+def _tokens(
+    steps: Iterator[GenerationStep],
+) -> Iterator[tuple[int, bool, str | None, TokenLogprob | None]]:
+    """Each generated token, whether it is the stop token that ended the answer, the
+    finish reason its step reported (on the last token of a step only), and its
+    log-probability when the request asked for them."""
     for step in steps:
         last = len(step.token_ids) - 1
         for i, token in enumerate(step.token_ids):
@@ -463,7 +493,49 @@ def _tokens(steps: Iterator[GenerationStep]) -> Iterator[tuple[int, bool, str | 
                 token,
                 ends and step.stop_token_id is not None,
                 step.finish_reason if ends else None,
+                step.logprobs[i] if step.logprobs else None,
             )
+
+
+def _openai_logprob(tokenizer: Any, logprob: TokenLogprob) -> dict[str, Any]:
+    """One entry of OpenAI's ``logprobs.content``: the token, its logprob and bytes, and
+    the likeliest alternatives."""
+
+    def entry(token_id: int, value: float) -> dict[str, Any]:
+        text = tokenizer.decode([token_id])
+        return {"token": text, "logprob": value, "bytes": list(text.encode("utf-8"))}
+
+    return entry(logprob.token_id, logprob.logprob) | {
+        "top_logprobs": [entry(t, v) for t, v in logprob.top]
+    }
+
+
+def _merged(streams: list[Iterator[StreamDelta]]) -> Iterator[StreamDelta]:
+    """The pieces of several choices, taking one from each in turn (they decode in the
+    same batch, so they arrive together)."""
+    live = list(streams)
+    try:
+        while live:
+            for stream in list(live):
+                delta = next(stream, None)
+                if delta is None:
+                    live.remove(stream)
+                else:
+                    yield delta
+    finally:
+        for stream in streams:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+
+def _held(deltas: Iterator[StreamDelta], ticket: Ticket) -> Iterator[StreamDelta]:
+    """``deltas``, giving the admission ticket back when they end, fail or are dropped (a
+    generator never started frees it when collected: ``Ticket.__del__``)."""
+    try:
+        yield from deltas
+    finally:
+        ticket.release()
 
 
 def _context_limit(ref: ModelRef, model: LoadedBase) -> int:
@@ -476,11 +548,23 @@ def _placeholder_labels(labels: tuple[str, ...]) -> bool:
 
 
 def _join(deltas: Iterator[StreamDelta]) -> Completion:
-    parts: list[str] = []
-    last = None
-    for last in deltas:
-        parts.append(last.text)
-    assert last is not None and last.finish_reason is not None  # _deltas always ends so
-    return Completion(
-        "".join(parts), last.finish_reason, last.prompt_tokens, last.completion_tokens
-    )
+    texts: dict[int, list[str]] = {}
+    logprobs: dict[int, list[dict[str, Any]]] = {}
+    ends: dict[int, StreamDelta] = {}
+    prompt = 0
+    for delta in deltas:
+        texts.setdefault(delta.index, []).append(delta.text)
+        if delta.logprobs is not None:
+            logprobs.setdefault(delta.index, []).extend(delta.logprobs)
+        if delta.finish_reason is not None:
+            ends[delta.index] = delta
+        prompt = delta.prompt_tokens
+    assert ends and len(ends) == len(texts)  # _deltas always ends each choice so
+    choices = [
+        Choice(i, "".join(texts[i]), end.finish_reason or "stop", end.completion_tokens,
+               logprobs.get(i) if end.logprobs is not None else None)
+        for i, end in sorted(ends.items())
+    ]  # fmt: skip
+    first = choices[0]
+    total = sum(c.completion_tokens for c in choices)
+    return Completion(first.text, first.finish_reason, prompt, total, choices)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tailorml.errors import InvalidRequestError
+from tailorml.serve.grammar import Grammar
 
 MAX_STOPS = 4  # OpenAI's limit on stop strings
 
@@ -100,3 +101,58 @@ def check_inputs(inputs: Any) -> list[str]:
         if not isinstance(text, str) or not text:
             raise InvalidRequestError(f"input[{i}] must be a non-empty string.", param="input")
     return inputs
+
+
+MAX_CHOICES = 16  # n: choices decode side by side in the batch; OpenAI allows 128
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit
+
+
+def check_choices(
+    presence_penalty: float, frequency_penalty: float, logprobs: int | None, n: int
+) -> None:
+    """Refuse penalties, logprobs and n outside OpenAI's ranges (and ours, for n)."""
+    for name, value in (("presence_penalty", presence_penalty),
+                        ("frequency_penalty", frequency_penalty)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int | float) or not -2 <= value <= 2:
+            raise InvalidRequestError(
+                f"{name} must be a number between -2 and 2, got {value!r}.", param=name
+            )
+    if logprobs is not None and (
+        isinstance(logprobs, bool)
+        or not isinstance(logprobs, int)
+        or not 0 <= logprobs <= MAX_TOP_LOGPROBS
+    ):
+        raise InvalidRequestError(
+            f"top_logprobs must be an integer between 0 and {MAX_TOP_LOGPROBS}, got {logprobs!r}.",
+            param="top_logprobs",
+        )
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise InvalidRequestError(
+            f"n must be an integer between 1 and {MAX_CHOICES} here, got {n!r}; send several "
+            "requests for more choices.",
+            param="n",
+        )
+
+
+def grammar_for(response_format: Any) -> Grammar | None:
+    """The grammar an answer must match for OpenAI's ``response_format`` (None: free text)."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return Grammar.json_object()
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or "schema" not in spec:
+            raise InvalidRequestError(
+                'response_format json_schema needs {"json_schema": {"name": ..., "schema": '
+                "{...}}}.",
+                param="response_format",
+            )
+        return Grammar.from_schema(spec["schema"])
+    raise InvalidRequestError(
+        f"response_format.type must be 'text', 'json_object' or 'json_schema', got {kind!r}.",
+        param="response_format",
+    )

@@ -23,6 +23,7 @@ from typing import Any
 
 from tailorml.serve.backend import GenerationRequest, GenerationStep
 from tailorml.serve.bases import AdapterRequest
+from tailorml.serve.grammar import Matcher
 from tailorml.serve.loading import Weights
 from tailorml.serve.sampling import TokenPicker
 
@@ -52,12 +53,14 @@ class StepScheduler:
         with self.lock:
             return self.weights.drop_adapter(name)
 
-    def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:
+    def generate(
+        self, request: GenerationRequest, matcher: Matcher | None = None
+    ) -> Iterator[GenerationStep]:
         """The steps of ``request``: one token each, the last with its finish reason."""
         import torch
 
         params, weights = request.params, self.weights
-        picker = TokenPicker(params, weights.device)
+        picker = TokenPicker(params, weights.device, matcher)
         extra = {"logits_to_keep": 1} if weights.accepts_logits_to_keep else {}
         ids = torch.tensor([list(request.prompt_ids)], device=weights.device)
         cache = None
@@ -65,8 +68,8 @@ class StepScheduler:
             out = self.run(request.adapter, input_ids=ids, cache=cache, use_cache=True, **extra)
             cache = out.cache
             token = picker.pick(out.logits[:, -1, :].float())
-            if token in params.stop_token_ids:
-                yield GenerationStep((token,), "stop", stop_token_id=token)
+            step = picker.step(token, n)
+            yield step
+            if step.finish_reason is not None:
                 return
-            yield GenerationStep((token,), "length" if n == params.max_tokens else None)
             ids = torch.tensor([[token]], device=weights.device)

@@ -28,6 +28,7 @@ from tailorml.serve.backend import (
 from tailorml.serve.bases import AdapterRequest, BaseSpec
 from tailorml.serve.batching import BatchScheduler
 from tailorml.serve.encoder_batching import EncoderBatcher
+from tailorml.serve.grammar import GrammarCompiler
 from tailorml.serve.loading import Weights, load_weights
 from tailorml.serve.scheduler import StepScheduler
 from tailorml.serve.tokenizer import HFTokenizer, has_tokenizer, load_tokenizer
@@ -68,6 +69,7 @@ class TorchBase:
         )
         self._lock = threading.Lock()
         self._tokenizers: dict[str | None, HFTokenizer] = {}
+        self._grammar_compiler: GrammarCompiler | None = None
 
     def tokenizer(self, adapter: AdapterRequest | None) -> HFTokenizer:
         """The adapter's own tokenizer when it ships one (it carries the chat template it was
@@ -94,9 +96,20 @@ class TorchBase:
         return name in self.weights.resident
 
     def generate(self, request: GenerationRequest) -> Iterator[GenerationStep]:
+        matcher = None
+        grammar = request.params.grammar
+        if grammar is not None:  # compiled now, so a bad grammar fails before a stream
+            matcher = self._grammars().matcher(grammar, request.params.stop_token_ids)
         if self.batcher is not None:
-            return self.batcher.generate(request)
-        return self.scheduler.generate(request)
+            return self.batcher.generate(request, matcher)
+        return self.scheduler.generate(request, matcher)
+
+    def _grammars(self) -> GrammarCompiler:
+        hf = self.tokenizer(None).hf  # takes self._lock itself
+        with self._lock:
+            if self._grammar_compiler is None:
+                self._grammar_compiler = GrammarCompiler(hf)
+            return self._grammar_compiler
 
     def stats(self) -> BaseStats:
         encoder = self.encoder.stats()
