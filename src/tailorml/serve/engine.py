@@ -99,8 +99,9 @@ class Completion:
 class StreamDelta:
     """One piece of a streamed answer; each choice's last one has ``finish_reason`` set.
 
-    ``completion_tokens`` counts the tokens of choice ``index`` so far; ``logprobs``
-    (when asked for) are those of the tokens whose text this piece carries."""
+    ``completion_tokens`` counts the tokens of every choice so far (so the last piece
+    carries the answer's total) and ``choice_tokens`` those of choice ``index``;
+    ``logprobs`` (when asked for) are those of the tokens whose text this piece carries."""
 
     text: str
     finish_reason: str | None
@@ -108,6 +109,7 @@ class StreamDelta:
     completion_tokens: int
     index: int = 0
     logprobs: list[dict[str, Any]] | None = None
+    choice_tokens: int = 0
 
 
 class Engine:
@@ -326,7 +328,7 @@ class Engine:
                     break
                 if piece:
                     yield StreamDelta(piece, None, n_prompt, n_out, index,
-                                      pending if want_logprobs else None)  # fmt: skip
+                                      pending if want_logprobs else None, n_out)  # fmt: skip
                     pending = []
                 if reason is not None:
                     finish = reason
@@ -350,7 +352,9 @@ class Engine:
             tail = cutter.push(decoder.flush())
             finish = "stop" if cutter.stopped else finish
             tail += cutter.flush()
-        yield StreamDelta(tail, finish, n_prompt, n_out, index, pending if want_logprobs else None)
+        yield StreamDelta(
+            tail, finish, n_prompt, n_out, index, pending if want_logprobs else None, n_out
+        )
 
     # -- encoders ------------------------------------------------------------
 
@@ -514,14 +518,16 @@ def _merged(streams: list[Iterator[StreamDelta]]) -> Iterator[StreamDelta]:
     """The pieces of several choices, taking one from each in turn (they decode in the
     same batch, so they arrive together)."""
     live = list(streams)
+    counts = [0] * len(streams)
     try:
         while live:
             for stream in list(live):
                 delta = next(stream, None)
                 if delta is None:
                     live.remove(stream)
-                else:
-                    yield delta
+                    continue
+                counts[delta.index] = delta.choice_tokens
+                yield replace(delta, completion_tokens=sum(counts))
     finally:
         for stream in streams:
             close = getattr(stream, "close", None)
@@ -561,7 +567,7 @@ def _join(deltas: Iterator[StreamDelta]) -> Completion:
         prompt = delta.prompt_tokens
     assert ends and len(ends) == len(texts)  # _deltas always ends each choice so
     choices = [
-        Choice(i, "".join(texts[i]), end.finish_reason or "stop", end.completion_tokens,
+        Choice(i, "".join(texts[i]), end.finish_reason or "stop", end.choice_tokens,
                logprobs.get(i) if end.logprobs is not None else None)
         for i, end in sorted(ends.items())
     ]  # fmt: skip
