@@ -4,6 +4,8 @@ tailor serve                  API + worker on 127.0.0.1:8000 (SQLite and a local
 tailor worker                 one more worker (any machine sharing the database)
 tailor admin tenant create N  a tenant and its first key (printed once)
 tailor admin key create|list|revoke   more keys (scopes, expiry), rotation
+tailor admin quota set|list|clear     tenants' quotas and rate limits
+tailor admin usage --tenant T --since 7d   usage per tenant and period
 tailor models                 the base-model catalog
 tailor data run RECIPE ...    a data-preparation recipe over local files
 """
@@ -20,19 +22,22 @@ from rich.table import Table
 
 from tailorml.data.cli import app as data_app
 from tailorml.errors import TailorError
+from tailorml.platform.quota_cli import quota_cmd, usage_report_command
 from tailorml.platform.settings import Settings
 
 app = typer.Typer(
     help="TailorML: data in, fine-tuned model out, served over an OpenAI-compatible API.",
     no_args_is_help=True,
 )
-admin = typer.Typer(help="Operator commands: tenants and keys.", no_args_is_help=True)
+admin = typer.Typer(help="Operator commands: tenants, keys, quotas, usage.", no_args_is_help=True)
 tenant_cmd = typer.Typer(help="Create and list tenants.", no_args_is_help=True)
 key_cmd = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 db_cmd = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 admin.add_typer(tenant_cmd, name="tenant")
 admin.add_typer(key_cmd, name="key")
+admin.add_typer(quota_cmd, name="quota")
+admin.command("usage")(usage_report_command)
 app.add_typer(db_cmd, name="db")
 console = Console()
 

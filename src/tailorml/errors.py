@@ -146,9 +146,27 @@ class RateLimitError(TailorError):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message, param=param, code=code)
         self.retry_after = retry_after
+        # Extra answer headers, such as OpenAI's ``x-ratelimit-*`` for a per-tenant rate limit.
+        self.headers = dict(headers or {})
+
+
+class TokenRateLimitError(RateLimitError):
+    """Over a per-tenant tokens-per-period rate limit (OpenAI's type ``tokens``)."""
+
+    error_type = "tokens"
+
+
+class QuotaExceededError(TailorError):
+    """Over a hard usage quota the operator set: retrying does not help until it is raised or
+    its period ends (OpenAI's ``insufficient_quota``, a 429 without ``Retry-After``)."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
 
 
 class RequestTimeoutError(TailorError):

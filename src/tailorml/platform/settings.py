@@ -76,6 +76,20 @@ class Settings(BaseSettings):
     max_active_jobs_per_tenant: int = Field(
         20, ge=1, description="Queued plus running jobs one tenant may have; more answer 429."
     )
+    redis_url: str = Field(
+        "",
+        description="Redis for rate limits shared by several API processes (redis://host:6379/0); "
+        "empty keeps them in the database.",
+    )
+    usage_flush_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an API process writes the usage it counted."
+    )
+    quota_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="How long an API process trusts its copy of a tenant's quotas and totals.",
+    )
     header_timeout_seconds: float = Field(
         10.0, gt=0, description="A client must send a request's headers within this time."
     )

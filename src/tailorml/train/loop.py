@@ -283,6 +283,7 @@ def train(
                 "valid_loss": None,
                 "valid_accuracy": None,
                 "learning_rate": learning_rate,
+                "trained_tokens": state.trained_tokens,  # so far, resumed attempts included
             }
             if state.step % eval_every == 0 or state.step == total_steps:
                 state.last_eval = validate()

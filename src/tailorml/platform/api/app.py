@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
@@ -21,6 +23,7 @@ from tailorml.platform.api.routes import (
     inference,
     metrics,
     models,
+    usage,
 )
 from tailorml.platform.api.state import AppState
 from tailorml.platform.db.engine import make_engine, make_sessionmaker, migrate
@@ -59,18 +62,26 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         sessions=make_sessionmaker(engine),
         storage=storage,
     )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.usage.close()  # write the last second's usage before the process ends
+
     app = FastAPI(
         title="TailorML",
         version=__version__,
         description="Customized models for your customers, behind an OpenAI-compatible API.",
+        lifespan=lifespan,
     )
     app.state.tailor = state
     install_error_handlers(app)
-    # Authentication and body limits before any route reads a byte (see guard.py).
+    # Authentication, body limits and quotas before any route reads a byte (see guard.py).
     app.add_middleware(
         RequestGuard,
         limits=partial(GuardLimits.from_settings, settings),
         authenticate=partial(authenticate_request, state),
+        meter=state.quotas,
     )
     # Outermost, so the guard's own refusals (401, 413, 431) are counted too.
     app.add_middleware(MetricsMiddleware, metrics=state.http_metrics)
@@ -84,6 +95,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         admin.router,
         health.router,
         metrics.router,
+        usage.router,
+        usage.admin_router,
     ):
         app.include_router(router)
 

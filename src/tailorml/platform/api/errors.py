@@ -36,10 +36,13 @@ def openai_error(
 
 
 def error_response(exc: TailorError, *, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """The response for a ``TailorError``, with ``Retry-After`` when the error names a delay."""
+    """The response for a ``TailorError``: ``Retry-After`` when the error names a delay, and the
+    headers a rate-limit error carries (``x-ratelimit-*``)."""
     extra = dict(headers or {})
-    if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-        extra.setdefault("retry-after", str(max(1, round(exc.retry_after))))
+    if isinstance(exc, RateLimitError):
+        extra.update(exc.headers)
+        if exc.retry_after is not None:
+            extra.setdefault("retry-after", str(max(1, round(exc.retry_after))))
     return JSONResponse(exc.to_openai(), status_code=exc.status_code, headers=extra or None)
 
 

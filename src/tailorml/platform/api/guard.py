@@ -7,7 +7,9 @@ For every HTTP request, in this order:
    (FastAPI reads a whole multipart form before dependencies run, so without this a
    keyless 600 MB upload was received and spooled before its 401), and a key whose
    scope does not cover the method and path answers 403 (``platform/key_scopes.py``);
-3. a declared ``Content-Length`` over the route's limit answers 413 at once;
+3. a declared ``Content-Length`` over the route's limit answers 413 at once, and a tenant
+   over a quota or a rate limit 429 (the ``meter``, ``platform/quota_gate.py``), whose
+   headers (``x-ratelimit-*``) the answer then carries;
 4. the body is counted while it streams, chunked ones included: 413 as soon as the limit
    is passed, 408 when the client pauses longer than ``body_timeout_seconds`` between
    chunks or, after that grace, averages less than ``MIN_BODY_RATE``;
@@ -26,9 +28,9 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, Protocol
 from urllib.parse import unquote_to_bytes
 
 import anyio
@@ -78,6 +80,18 @@ _BLOCK = 1 << 18
 
 # (Authorization header, method, path) -> the caller, or a TailorError (401, or 403 for scope).
 Authenticator = Callable[[str | None, str, str], Principal]
+
+
+class RequestMeter(Protocol):
+    """Quotas checked before the body (``QuotaGate``): ``admit`` may block and raise a 429."""
+
+    def applies(self, method: str, path: str) -> bool: ...
+
+    def admit(
+        self, principal: Principal, method: str, path: str, declared: int | None
+    ) -> Mapping[str, str]: ...
+
+    def done(self, principal: Principal, method: str, path: str, status: int) -> None: ...
 
 
 def json_depth(body: bytes) -> int:
@@ -187,6 +201,9 @@ class _Exchange:
         self.response_started = False
         self.refusal: TailorError | None = None
         self.timed_out = False
+        self.principal: Principal | None = None
+        self.extra_headers: Mapping[str, str] = {}  # the meter's, for the app's answer
+        self.status = 0
 
     def refuse(self, exc: TailorError) -> NoReturn:
         """Record ``exc`` as the answer (unless the app already started one) and raise it."""
@@ -276,6 +293,13 @@ class _Exchange:
             return
         if message["type"] == "http.response.start":
             self.response_started = True
+            self.status = message["status"]
+            if self.extra_headers:
+                extra = [
+                    (k.encode("latin-1"), v.encode("latin-1"))
+                    for k, v in self.extra_headers.items()
+                ]
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
         await self._send(message)
 
     def closing_headers(self) -> dict[str, str]:
@@ -301,11 +325,13 @@ class RequestGuard:
         *,
         limits: GuardLimits | Callable[[], GuardLimits],
         authenticate: Authenticator,
+        meter: RequestMeter | None = None,
     ):
         self.app = app
         # A callable is read per request, so limits follow settings changed at run time.
         self.limits = limits if callable(limits) else (lambda: limits)
         self.authenticate = authenticate
+        self.meter = meter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -316,6 +342,10 @@ class RequestGuard:
         try:
             if await self._admit(exchange):
                 await self.app(scope, exchange.receive, exchange.send)
+                if self.meter is not None and exchange.principal is not None:
+                    self.meter.done(
+                        exchange.principal, exchange.method, exchange.path, exchange.status
+                    )
         except Exception:
             if exchange.refusal is None:
                 # The boundary of one request: log it, answer it, keep the server serving.
@@ -355,7 +385,24 @@ class RequestGuard:
             except TailorError as exc:
                 exchange.refuse(exc)
             exchange.scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+            exchange.principal = principal
         exchange.check_declared_length()
+        if (
+            self.meter is not None
+            and exchange.principal is not None
+            and self.meter.applies(exchange.method, exchange.path)
+        ):
+            try:
+                # Quota totals and shared rate counters may need I/O: in a thread too.
+                exchange.extra_headers = await anyio.to_thread.run_sync(
+                    self.meter.admit,
+                    exchange.principal,
+                    exchange.method,
+                    exchange.path,
+                    exchange.declared,
+                )
+            except TailorError as exc:
+                exchange.refuse(exc)
         if not exchange.body_done and not exchange.upload and _is_json(exchange.content_type):
             return await exchange.read_json()
         return True

@@ -12,9 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from tailorml.platform.api.metrics import HttpMetrics
 from tailorml.platform.db.engine import make_read_sessionmaker
 from tailorml.platform.models import ModelResolver
+from tailorml.platform.quota_gate import QuotaGate
+from tailorml.platform.ratelimit import make_limiter
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
 from tailorml.platform.supervisor import WorkerSupervisor
+from tailorml.platform.usage import UsageRecorder
 
 
 @dataclass
@@ -31,12 +34,29 @@ class AppState:
     supervisor: WorkerSupervisor | None = None
     # HTTP answers by route, status and error code (/metrics).
     http_metrics: HttpMetrics = field(default_factory=HttpMetrics)
+    # Every request's use, written once a second (platform/usage.py), and the quotas checked
+    # before a request's body is read (platform/quota_gate.py).
+    usage: UsageRecorder = field(init=False)
+    quotas: QuotaGate = field(init=False)
     _serving: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.read_sessions = make_read_sessionmaker(self.engine)
         self.models = ModelResolver(self.settings)
+        self.usage = UsageRecorder(
+            self.sessions,
+            self.read_sessions,
+            jobs_dir=self.settings.jobs_dir,
+            flush_seconds=self.settings.usage_flush_seconds,
+        )
+        self.quotas = QuotaGate(
+            self.read_sessions,
+            limiter=make_limiter(redis_url=self.settings.redis_url, engine=self.engine),
+            recorder=self.usage,
+            cache_seconds=self.settings.quota_cache_seconds,
+        )
+        self.usage.after_flush = self.quotas.charge_tokens
 
     @property
     def started_serving(self) -> Any:

@@ -1,4 +1,4 @@
-"""SQLAlchemy models: tenants, API keys, files, jobs, job events, checkpoints, models.
+"""SQLAlchemy models: tenants, API keys, files, jobs, job events, checkpoints, models, usage.
 
 Jobs of every kind share one table, which is also the queue (see
 ``platform/jobs/queue.py``). Timestamps are Unix seconds, as in OpenAI's
@@ -11,7 +11,18 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -125,3 +136,52 @@ class Model(Base):
     task: Mapped[str] = mapped_column(String(32))
     path: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class UsageBucket(Base):
+    """A tenant's metered use of one model in one minute, added to by upserts (``platform/usage.py``).
+
+    ``kind`` is ``request`` (inference), ``training`` (fine-tuning jobs), ``data`` (dataset jobs)
+    or ``storage``, whose ``bytes`` is a gauge (what the tenant stored at that minute) rather
+    than a sum. ``model`` is "" where no model applies.
+    """
+
+    __tablename__ = "usage_buckets"
+    # No foreign key: usage is a record that outlives what it counts, and one bad row must not
+    # make a whole flush fail.
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # Unix seconds, a multiple of 60
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    training_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    compute_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    __table_args__ = (Index("ix_usage_buckets_tenant_minute", "tenant_id", "minute"),)
+
+
+class TenantQuota(Base):
+    """A limit the operator set on one of a tenant's metrics (``platform/quotas.py``)."""
+
+    __tablename__ = "tenant_quotas"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("quota_"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    metric: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(16))  # minute | day | month | total
+    kind: Mapped[str] = mapped_column(String(8))  # hard | rate
+    limit: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "metric", "period", "kind", name="uq_tenant_quotas"),
+    )
+
+
+class RateCounter(Base):
+    """The shared state of one rate limit when Redis is not configured (``platform/ratelimit.py``):
+    its theoretical arrival time, in Unix seconds (GCRA)."""
+
+    __tablename__ = "rate_counters"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tat: Mapped[float] = mapped_column(Float)

@@ -32,6 +32,7 @@ from tailorml.platform.jobs.context import JobContext
 from tailorml.platform.scrub import scrub
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
+from tailorml.platform.usage import JobMeter
 
 log = logging.getLogger("tailorml.worker")
 
@@ -153,6 +154,15 @@ class Worker:
         )
         lost = threading.Event()
         beat_done = threading.Event()
+        # Compute seconds of this attempt, written as it runs; training tokens when it ends.
+        meter = JobMeter(
+            self.sessions,
+            job_id=claimed.job_id,
+            tenant_id=claimed.tenant_id,
+            job_kind=claimed.kind,
+            spec=claimed.spec,
+            jobs_dir=self.settings.jobs_dir,
+        )
 
         def heartbeat() -> None:
             while not beat_done.wait(self.settings.heartbeat_seconds):
@@ -168,6 +178,7 @@ class Worker:
                     self.shutdown.set()
                 if cancel or not owner or self.shutdown.is_set():
                     ctx.stop.set()
+                meter.tick()
 
         beat = threading.Thread(target=heartbeat, name=f"heartbeat-{claimed.job_id}", daemon=True)
         beat.start()
@@ -214,6 +225,10 @@ class Worker:
             self._current = None
             beat_done.set()
             beat.join()
+            try:
+                meter.close()
+            except Exception:  # process boundary: the job's outcome stands; the log has why
+                log.exception("usage of job %s not recorded", claimed.job_id)
 
 
 def run_worker(settings: Settings) -> None:

@@ -62,6 +62,27 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
+def _meter(state: AppState, tenant_id: str, model: str, prompt: int, completion: int = 0) -> None:
+    """Count the request's use (in memory; written within a second: platform/usage.py)."""
+    state.usage.record_request(tenant_id, model, prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _metered(state: AppState, tenant_id: str, model: str, deltas: Iterator[Any]) -> Iterator[Any]:
+    """The stream's deltas; what was generated is counted when it ends, or when the client
+    goes away part-way (this generator is closed then, and closes the engine's at once so its
+    admission ticket is given back)."""
+    last = None
+    try:
+        for last in deltas:
+            yield last
+    finally:
+        close = getattr(deltas, "close", None)
+        if close is not None:
+            close()
+        if last is not None:
+            _meter(state, tenant_id, model, last.prompt_tokens, last.completion_tokens)
+
+
 def _sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
     def body() -> Iterator[str]:
         for chunk in chunks:
@@ -82,6 +103,7 @@ def chat_completions(body: ChatCompletionRequest, state: StateDep, tenant_id: Te
     cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
     if not body.stream:
         out = state.serving.chat(ref, messages, **opts, tenant=tenant_id)
+        _meter(state, tenant_id, body.model, out.prompt_tokens, out.completion_tokens)
         return {
             "id": cid,
             "object": "chat.completion",
@@ -98,6 +120,7 @@ def chat_completions(body: ChatCompletionRequest, state: StateDep, tenant_id: Te
             "usage": _usage(out.prompt_tokens, out.completion_tokens),
         }
     deltas = state.serving.stream_chat(ref, messages, **opts, tenant=tenant_id)
+    deltas = _metered(state, tenant_id, body.model, deltas)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def chunks() -> Iterator[dict[str, Any]]:
@@ -140,6 +163,7 @@ def completions(body: CompletionRequest, state: StateDep, tenant_id: TenantDep) 
     base = {"id": cid, "object": "text_completion", "created": created, "model": body.model}
     if not body.stream:
         out = state.serving.complete(ref, body.prompt, **opts, tenant=tenant_id)
+        _meter(state, tenant_id, body.model, out.prompt_tokens, out.completion_tokens)
         return {
             **base,
             "choices": [
@@ -148,6 +172,7 @@ def completions(body: CompletionRequest, state: StateDep, tenant_id: TenantDep) 
             "usage": _usage(out.prompt_tokens, out.completion_tokens),
         }
     deltas = state.serving.stream_complete(ref, body.prompt, **opts, tenant=tenant_id)
+    deltas = _metered(state, tenant_id, body.model, deltas)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def chunks() -> Iterator[dict[str, Any]]:
@@ -185,6 +210,7 @@ def embeddings(body: EmbeddingRequest, state: StateDep, tenant_id: TenantDep) ->
     ref = _ref(state, tenant_id, body.model, need="embed")
     inputs = [body.input] if isinstance(body.input, str) else body.input
     vectors, tokens = state.serving.embed(ref, inputs, truncate=body.truncate, tenant=tenant_id)
+    _meter(state, tenant_id, body.model, tokens)
 
     def encode(v: list[float]) -> Any:
         if body.encoding_format == "base64":
@@ -209,6 +235,7 @@ def classifications(
     ref = _ref(state, tenant_id, body.model, need="classify")
     inputs = [body.input] if isinstance(body.input, str) else body.input
     results, tokens = state.serving.classify(ref, inputs, truncate=body.truncate, tenant=tenant_id)
+    _meter(state, tenant_id, body.model, tokens)
     return {
         "object": "list",
         "model": body.model,
