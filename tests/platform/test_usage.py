@@ -228,6 +228,13 @@ def test_requests_are_written_together_not_one_by_one(db, tmp_path) -> None:  # 
         sum(b.prompt_tokens for b in rows) == 600 and sum(b.completion_tokens for b in rows) == 400
     )
     assert 1 <= len(writes) <= 5  # 200 requests, one statement per flush, a few flushes
+    # After a shutdown (an app whose lifespan ended and starts again) the thread comes back.
+    rec.record_request("tn_a", "m1", prompt_tokens=1)
+    deadline = time.time() + 10
+    while sum(b.requests for b in buckets(db)) < 201:
+        assert time.time() < deadline, "no flush after the recorder was started again"
+        time.sleep(0.05)
+    rec.close()
 
 
 def test_a_failed_flush_keeps_every_count(db, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -261,6 +261,10 @@ class UsageRecorder:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.flush()
+        # An app started again (a second lifespan) starts a new thread on its next request.
+        with self._lock:
+            self._thread = None
+            self._stopped.clear()
 
 
 def _trained_tokens(session: Session, job: Job) -> int:
