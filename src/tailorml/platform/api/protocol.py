@@ -2,7 +2,7 @@
 
 Fields OpenAI defines and TailorML does not use yet are accepted and
 ignored (so the official SDKs work unchanged); fields with a value we cannot
-honour (``n`` > 1) are refused with a clear error.
+honour (``n`` over 16, say) are refused with a clear error.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+from tailorml.errors import InvalidRequestError
 
 Auto = Literal["auto"]
 
@@ -139,7 +141,9 @@ class _Sampling(_Body):
         return value
 
     seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
+    n: int = Field(1, ge=1, le=16, description="Choices to generate (at most 16 here).")
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -159,15 +163,45 @@ class _Sampling(_Body):
             "top_p": self.top_p,
             "stop": self.stop_list(),
             "seed": self.seed,
+            "n": self.n,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
         }
+
+
+class ResponseFormat(BaseModel):
+    """``text``, ``json_object``, or ``json_schema`` with ``{"name", "schema", "strict"}``."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
 
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+
+    def engine_options(self) -> dict[str, Any]:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidRequestError(
+                "top_logprobs needs logprobs: true; set both, or drop top_logprobs.",
+                param="top_logprobs",
+            )
+        return super().engine_options() | {
+            "logprobs": (self.top_logprobs or 0) if self.logprobs else None,
+            "response_format": self.response_format.model_dump() if self.response_format else None,
+        }
 
 
 class CompletionRequest(_Sampling):
     prompt: StrictStr
+    # The legacy API's logprobs: how many alternatives per token (OpenAI allows up to 5).
+    logprobs: int | None = Field(None, ge=0, le=5)
+
+    def engine_options(self) -> dict[str, Any]:
+        return super().engine_options() | {"logprobs": self.logprobs}
 
 
 def _bounded_inputs(value: str | list[str]) -> str | list[str]:

@@ -22,6 +22,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from tailorml.errors import InvalidRequestError
+from tailorml.platform.api import shapes
 from tailorml.platform.api.deps import StateDep, TenantDep
 from tailorml.platform.api.protocol import (
     ChatCompletionRequest,
@@ -52,14 +53,6 @@ def _ref(state: AppState, tenant_id: str, model: str, *, need: str) -> Any:
             code="invalid_model_for_endpoint",
         )
     return ref
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
 
 
 def _meter(state: AppState, tenant_id: str, model: str, prompt: int, completion: int = 0) -> None:
@@ -100,105 +93,32 @@ def chat_completions(body: ChatCompletionRequest, state: StateDep, tenant_id: Te
         for m in body.messages
     ]
     opts = body.engine_options()
-    cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+    head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()),
+            "model": body.model}  # fmt: skip
     if not body.stream:
         out = state.serving.chat(ref, messages, **opts, tenant=tenant_id)
         _meter(state, tenant_id, body.model, out.prompt_tokens, out.completion_tokens)
-        return {
-            "id": cid,
-            "object": "chat.completion",
-            "created": created,
-            "model": body.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": out.text},
-                    "logprobs": None,
-                    "finish_reason": out.finish_reason,
-                }
-            ],
-            "usage": _usage(out.prompt_tokens, out.completion_tokens),
-        }
+        return shapes.chat_completion(out, head)
     deltas = state.serving.stream_chat(ref, messages, **opts, tenant=tenant_id)
     deltas = _metered(state, tenant_id, body.model, deltas)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-    def chunks() -> Iterator[dict[str, Any]]:
-        base = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": body.model,
-        }
-        yield {
-            **base,
-            "choices": [
-                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-            ],
-        }
-        last = None
-        for d in deltas:
-            last = d
-            delta = {"content": d.text} if d.text else {}
-            if d.text or d.finish_reason:
-                yield {
-                    **base,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": d.finish_reason}],
-                }
-        if include_usage and last is not None:
-            yield {
-                **base,
-                "choices": [],
-                "usage": _usage(last.prompt_tokens, last.completion_tokens),
-            }
-
-    return _sse(chunks())
+    return _sse(shapes.chat_chunks(deltas, head, body.n, include_usage))
 
 
 @router.post("/completions", response_model=None)
 def completions(body: CompletionRequest, state: StateDep, tenant_id: TenantDep) -> Any:
     ref = _ref(state, tenant_id, body.model, need="generate")
     opts = body.engine_options()
-    cid, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
-    base = {"id": cid, "object": "text_completion", "created": created, "model": body.model}
+    head = {"id": f"cmpl-{secrets.token_hex(12)}", "created": int(time.time()),
+            "model": body.model}  # fmt: skip
     if not body.stream:
         out = state.serving.complete(ref, body.prompt, **opts, tenant=tenant_id)
         _meter(state, tenant_id, body.model, out.prompt_tokens, out.completion_tokens)
-        return {
-            **base,
-            "choices": [
-                {"index": 0, "text": out.text, "logprobs": None, "finish_reason": out.finish_reason}
-            ],
-            "usage": _usage(out.prompt_tokens, out.completion_tokens),
-        }
+        return shapes.text_completion(out, head, len(body.prompt))
     deltas = state.serving.stream_complete(ref, body.prompt, **opts, tenant=tenant_id)
     deltas = _metered(state, tenant_id, body.model, deltas)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-    def chunks() -> Iterator[dict[str, Any]]:
-        last = None
-        for d in deltas:
-            last = d
-            if d.text or d.finish_reason:
-                yield {
-                    **base,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "text": d.text,
-                            "logprobs": None,
-                            "finish_reason": d.finish_reason,
-                        }
-                    ],
-                }
-        if include_usage and last is not None:
-            yield {
-                **base,
-                "choices": [],
-                "usage": _usage(last.prompt_tokens, last.completion_tokens),
-            }
-
-    return _sse(chunks())
+    return _sse(shapes.completion_chunks(deltas, head, len(body.prompt), include_usage))
 
 
 @router.post("/embeddings")
