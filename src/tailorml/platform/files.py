@@ -21,7 +21,7 @@ from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
 from tailorml.records import read_records, summarize
 
-PURPOSES = ("fine-tune", "batch", "assistants", "user_data", "evals")
+PURPOSES = ("fine-tune", "batch", "batch_output", "assistants", "user_data", "evals")
 FILENAME_MAX = 255  # the files.filename column, in characters (PostgreSQL counts characters)
 # Bidirectional overrides and isolates make a name read differently than it is
 # ("invoice\u202eLSX.exe"); no file name needs them.

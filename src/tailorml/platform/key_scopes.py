@@ -43,6 +43,7 @@ SCOPES: dict[str, tuple[Rule, ...] | None] = {
         Rule(ANY_METHOD, "/v1/fine_tuning"),
         Rule(ANY_METHOD, "/v1/datasets"),
         Rule(ANY_METHOD, "/v1/models"),
+        Rule(ANY_METHOD, "/v1/batches"),
         *_INFERENCE,
     ),
     # Reserved for the console's labeling pages: reading files and datasets, nothing else yet.
@@ -53,7 +54,8 @@ WHAT_IT_ALLOWS = {
     "read-only": "GET requests only",
     "inference": "POST /v1/chat/completions, /v1/completions, /v1/embeddings, "
     "/v1/classifications and GET /v1/models",
-    "fine-tune": "/v1/files, /v1/fine_tuning, /v1/datasets, /v1/models and the inference routes",
+    "fine-tune": "/v1/files, /v1/fine_tuning, /v1/datasets, /v1/models, /v1/batches and the "
+    "inference routes",
     "annotator": "GET /v1/files and GET /v1/datasets (reserved for the console's labeling)",
 }
 

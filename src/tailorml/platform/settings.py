@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         le=1000,
         description="How long an embeddings/classification batch waits for more requests, in ms.",
     )
+    batch_concurrency: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Requests of one Batch API batch in flight at once in its worker (they "
+        "share the engine's batches).",
+    )
     serve_max_queue: int = Field(
         256,
         ge=1,

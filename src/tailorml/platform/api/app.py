@@ -16,6 +16,7 @@ from tailorml.platform.api.guard import GuardLimits, RequestGuard
 from tailorml.platform.api.metrics import MetricsMiddleware
 from tailorml.platform.api.routes import (
     admin,
+    batches,
     datasets,
     files,
     fine_tuning,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         fine_tuning.router,
         models.router,
         inference.router,
+        batches.router,
         admin.router,
         health.router,
         metrics.router,

@@ -141,3 +141,37 @@ def completion_chunks(
             }
     if include_usage and last is not None:
         yield {**base, "choices": [], "usage": usage(last.prompt_tokens, last.completion_tokens)}
+
+
+def embedding_list(
+    vectors: list[list[float]], model: str, tokens: int, encoding_format: str = "float"
+) -> dict[str, Any]:
+    """``/v1/embeddings``' list; ``base64`` packs each vector as little-endian float32."""
+    import base64
+
+    import numpy as np
+
+    def encode(v: list[float]) -> Any:
+        if encoding_format == "base64":
+            return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
+        return v
+
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode(v)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def classification_list(results: list[dict[str, Any]], model: str, tokens: int) -> dict[str, Any]:
+    """``/v1/classifications``' list (TailorML extension): label, score and scores per input."""
+    return {
+        "object": "list",
+        "model": model,
+        "data": [{"index": i, **r} for i, r in enumerate(results)],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

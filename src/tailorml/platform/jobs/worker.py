@@ -51,7 +51,7 @@ def default_worker_id() -> str:
 
 def _load_job_kinds() -> None:
     # Registration happens on import; job kinds live beside this module.
-    from tailorml.platform.jobs import dataset, fine_tune  # noqa: F401
+    from tailorml.platform.jobs import batch, dataset, fine_tune  # noqa: F401
 
 
 class Worker:

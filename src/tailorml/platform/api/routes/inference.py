@@ -10,14 +10,12 @@ that generates for seconds holds no database lock or snapshot meanwhile.
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
@@ -131,21 +129,7 @@ def embeddings(body: EmbeddingRequest, state: StateDep, tenant_id: TenantDep) ->
     inputs = [body.input] if isinstance(body.input, str) else body.input
     vectors, tokens = state.serving.embed(ref, inputs, truncate=body.truncate, tenant=tenant_id)
     _meter(state, tenant_id, body.model, tokens)
-
-    def encode(v: list[float]) -> Any:
-        if body.encoding_format == "base64":
-            return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
-        return v
-
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": encode(v)}
-            for i, v in enumerate(vectors)
-        ],
-        "model": body.model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return shapes.embedding_list(vectors, body.model, tokens, body.encoding_format)
 
 
 @router.post("/classifications")
@@ -156,9 +140,4 @@ def classifications(
     inputs = [body.input] if isinstance(body.input, str) else body.input
     results, tokens = state.serving.classify(ref, inputs, truncate=body.truncate, tenant=tenant_id)
     _meter(state, tenant_id, body.model, tokens)
-    return {
-        "object": "list",
-        "model": body.model,
-        "data": [{"index": i, **r} for i, r in enumerate(results)],
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return shapes.classification_list(results, body.model, tokens)
