@@ -378,6 +378,23 @@ def test_storage_is_measured_and_capped(client, acme, tmp_path) -> None:  # type
     assert error(bad, 400)["param"] == "period"
 
 
+def test_a_batch_is_refused_once_a_token_quota_is_used_up(client, acme) -> None:  # type: ignore[no-untyped-def]
+    assert quota(client, "acme", "tokens", 0, period="month").status_code == 200
+    assert quota(client, "acme", "requests", 1, period="minute", kind="rate").status_code == 200
+    body = {
+        "input_file_id": "file-x",
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+    }
+    refused = error(client.post("/v1/batches", headers=acme, json=body), 429)
+    assert refused["code"] == "insufficient_quota" and "tokens" in refused["message"]
+    client.delete("/admin/tenants/acme/quotas", headers=ADMIN, params={"kind": "hard"})
+    # Creating batches does not take from the request rate, which counts inference calls.
+    for _ in range(2):
+        res = client.post("/v1/batches", headers=acme, json=body)
+        assert res.status_code != 429 and "x-ratelimit-limit-requests" not in res.headers, res.text
+
+
 def test_usage_parameters_and_pages(client, acme) -> None:  # type: ignore[no-untyped-def]
     state = client.app.state.tailor
     with session_scope(state.sessions) as s:

@@ -23,6 +23,7 @@ from tailorml.platform.db.models import TenantQuota
 from tailorml.platform.quotas import (
     HARD_CHECKS,
     METRICS,
+    RATE_CHECKED,
     RATE_WINDOWS,
     STORAGE_CHANGES,
     Quota,
@@ -126,7 +127,8 @@ class QuotaGate:
             if quota.kind == "hard":
                 self._check_hard(tenant_id, tenant, quota, now, declared=declared)
         headers: dict[str, str] = {}
-        rates = [q for q in quotas if q.kind == "rate"]
+        rated = (method, path.rstrip("/")) in RATE_CHECKED
+        rates = [q for q in quotas if q.kind == "rate" and rated]
         # Tokens first: a refusal for tokens must not take a request from the request bucket.
         tokens = [
             self._rate(tenant_id, tenant, q, now, acquire=False)

@@ -53,7 +53,11 @@ HARD_CHECKS: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/fine_tuning/jobs"): ("training_tokens", "compute_seconds", "storage_bytes"),
     ("POST", "/v1/datasets"): ("compute_seconds", "storage_bytes"),
     ("POST", "/v1/files"): ("storage_bytes",),
+    # A batch's answers use tokens: refused at creation once a hard quota is used up.
+    ("POST", "/v1/batches"): (*_INFERENCE_HARD[1:], "compute_seconds"),
 }
+# Rate limits count calls of the inference routes only.
+RATE_CHECKED = frozenset(("POST", p) for p in INFERENCE_PATHS)
 # Answers after which the tenant's storage is measured again.
 STORAGE_CHANGES = (("POST", "/v1/files"), ("DELETE", "/v1/files/"), ("DELETE", "/v1/datasets/"))
 
