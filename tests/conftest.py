@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: real data paths, tiny models, databases.
+"""Fixtures shared by the whole suite: committed test data, tiny models, databases.
 
 Database tests run on SQLite always and on PostgreSQL where one answers on
 127.0.0.1:5432 (database ``test``), each test in its own schema so tests
@@ -21,10 +21,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+FIXTURES = REPO / "tests" / "fixtures" / "datasets"
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"  # going: tests move to FIXTURES
 PG_ADMIN_URL = os.environ.get(
     "TAILOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+def fixture_dataset(*parts: str) -> Path:
+    """A file of the committed test data (tests/fixtures/datasets); a missing one fails.
+
+    The data is part of the repository, so its absence is a broken checkout, never a
+    reason to skip.
+    """
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(
+            f"{path} is missing: the test data is committed under tests/fixtures/datasets "
+            "(scripts/build_test_fixtures.py rebuilds it)",
+            pytrace=False,
+        )
+    return path
 
 
 def shared_dataset(*parts: str) -> Path:

@@ -24,20 +24,21 @@ from tailorml.data.ops.augment import (
     synonyms,
 )
 from tailorml.errors import JobCancelledError, OutboundError
+from tests import fixture_data
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "datasets"
 
-
-def _tsv(name: str, rows: int) -> list[Document]:
-    src = DATA / name
-    if not src.is_file():
-        pytest.skip(f"shared datasets not found at {src} (see shared/datasets/README.md)")
+def _tsv(src: Path, rows: int) -> list[Document]:
+    """The first ``rows`` rows of a committed ``label``/``text`` TSV as labelled records."""
     lines = src.read_text(encoding="utf-8").splitlines()[1 : rows + 1]
     out = []
     for n, line in enumerate(lines, start=2):
-        label, text = line.split("\t")[-2:]
+        label, text = line.split("\t")
         out.append(Document(f"{src.stem}:{n}", {"text": text.strip(), "label": label}))
     return out
+
+
+def _mails(rows: int) -> list[Document]:
+    return _tsv(fixture_data.spam_path("dev"), rows)
 
 
 def _imbalanced(docs: list[Document], minority: str, keep: int) -> list[Document]:
@@ -53,14 +54,14 @@ def _imbalanced(docs: list[Document], minority: str, keep: int) -> list[Document
 
 
 def test_augment_balances_english_classes_reproducibly() -> None:
-    docs = _imbalanced(_tsv("sst2/dev.tsv", 120), minority="0", keep=20)
+    docs = _imbalanced(_mails(120), minority="spam", keep=20)
     counts = Counter(d.fields["label"] for d in docs)
     step = AugmentStep(edits=["swap", "delete", "insert", "synonym", "char_noise"], seed=3)
     out = [d for d, v in step.run(docs) if v.keep]
     after = Counter(d.fields["label"] for d in out)
-    assert after["0"] == after["1"] == counts["1"]
+    assert after["spam"] == after["ham"] == counts["ham"] > counts["spam"]
     new = [d for d in out if d.meta.get("augmented")]
-    assert len(new) == counts["1"] - counts["0"]
+    assert len(new) == counts["ham"] - counts["spam"]
     sources = {d.id: d for d in docs}
     assert all(d.meta["source_id"] in sources for d in new)
     assert all(d.fields["text"] != sources[d.meta["source_id"]].fields["text"] for d in new)
@@ -75,13 +76,13 @@ def test_augment_balances_english_classes_reproducibly() -> None:
 
 def test_augment_segments_chinese_with_jieba() -> None:
     pytest.importorskip("jieba")
-    docs = _imbalanced(_tsv("chnsenticorp/dev.tsv", 60), minority="1", keep=8)
+    docs = _imbalanced(_tsv(fixture_data.reviews_path(), 60), minority="pos", keep=8)
     out = [d for d, _ in AugmentStep(edits=["swap", "delete", "synonym"], seed=1).run(docs)]
     new = [d for d in out if d.meta.get("augmented")]
     assert new and all(" " not in d.fields["text"].strip()[:5] for d in new)
     assert "synonym" not in {d.meta["augment_edit"] for d in new}  # no offline Chinese thesaurus
     counts = Counter(d.fields["label"] for d in out)
-    assert counts["0"] == counts["1"]
+    assert counts["pos"] == counts["neg"]
 
 
 def test_synonyms_come_from_the_packaged_thesaurus() -> None:
@@ -140,22 +141,22 @@ def test_paraphrase_balances_through_an_openai_endpoint(
     endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_PARA_KEY", "sk-test")
-    docs = _imbalanced(_tsv("sst2/dev.tsv", 30), minority="1", keep=5)
+    docs = _imbalanced(_mails(30), minority="ham", keep=5)
     counts = Counter(d.fields["label"] for d in docs)
     step = ParaphraseStep(base_url=endpoint, model="tiny-chat", api_key_env="TEST_PARA_KEY",
                           balance=True, concurrency=2)  # fmt: skip
     out = [d for d, _ in step.run(docs)]
     new = [d for d in out if d.meta.get("augmented")]
-    assert len(new) == counts["0"] - counts["1"]
+    assert len(new) == counts["spam"] - counts["ham"] > 0
     assert all(d.fields["text"].startswith("In other words: ") for d in new)
-    assert all(d.meta["augment_edit"] == "paraphrase" and d.fields["label"] == "1" for d in new)
+    assert all(d.meta["augment_edit"] == "paraphrase" and d.fields["label"] == "ham" for d in new)
     first = _FakeChat.seen[0]
     assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer sk-test"
     assert first["body"]["messages"][0]["role"] == "user"
 
 
 def test_paraphrase_endpoint_errors_are_clear(endpoint: str) -> None:
-    docs = _tsv("sst2/dev.tsv", 3)
+    docs = _mails(3)
     step = ParaphraseStep(base_url=endpoint, model="missing-model")
     with pytest.raises(OutboundError, match="paraphrase endpoint .* answered HTTP 404") as err:
         list(step.run(docs))

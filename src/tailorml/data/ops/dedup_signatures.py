@@ -33,7 +33,7 @@ from tailorml.data.core import PARAMS_CONFIG
 from tailorml.data.ops.normalize import is_cjk
 
 _ASCII_WORD_RE = re.compile(r"[a-z0-9]+")
-_WORD_RE = re.compile(r"\w+")  # stdlib re: faster than `regex` for \w
+_WORD_RE = re.compile(r"[^\W_]+")  # as _ASCII_WORD_RE, any script; stdlib re: faster than `regex`
 _NON_WORD_RE = regex.compile(r"[\W_]+")
 MAX32 = np.uint32(0xFFFFFFFF)  # the signature value of a text without shingles
 # Fixed (not seeded) n-gram multipliers: a shingle must hash the same in every
