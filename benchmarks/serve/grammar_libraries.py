@@ -59,7 +59,9 @@ SCHEMAS: dict[str, tuple[dict[str, Any], Any]] = {
 }
 
 
-def llguidance_run(tokenizer: Any, schema: dict[str, Any], ids: list[int]) -> tuple[float, list[float]]:
+def llguidance_run(
+    tokenizer: Any, schema: dict[str, Any], ids: list[int]
+) -> tuple[float, list[float]]:
     import llguidance
     import llguidance.hf
     import llguidance.torch
@@ -80,7 +82,9 @@ def llguidance_run(tokenizer: Any, schema: dict[str, Any], ids: list[int]) -> tu
     return compile_s, steps
 
 
-def xgrammar_run(tokenizer: Any, schema: dict[str, Any], ids: list[int]) -> tuple[float, list[float]]:
+def xgrammar_run(
+    tokenizer: Any, schema: dict[str, Any], ids: list[int]
+) -> tuple[float, list[float]]:
     import xgrammar as xgr
 
     info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer))
@@ -104,7 +108,9 @@ def xgrammar_run(tokenizer: Any, schema: dict[str, Any], ids: list[int]) -> tupl
     return compile_s, steps
 
 
-def outlines_run(tokenizer: Any, schema: dict[str, Any], ids: list[int]) -> tuple[float, list[float]]:
+def outlines_run(
+    tokenizer: Any, schema: dict[str, Any], ids: list[int]
+) -> tuple[float, list[float]]:
     from outlines_core import Guide, Index, Vocabulary
     from outlines_core.json_schema import build_regex_from_schema
 
