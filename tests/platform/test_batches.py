@@ -75,8 +75,13 @@ def test_bad_input_is_refused_when_the_batch_is_created(client, acme, adapters) 
     ])  # fmt: skip
     body = error(create(client, acme, bad), 400)
     assert body["code"] == "invalid_file_format" and body["param"] == "input_file_id"
-    for fragment in ("line 2: not JSON", "line 3: custom_id 'a' is used twice",
-                     "line 4: url must be", "line 5: body.temperature", "line 6: method"):
+    for fragment in (
+        "line 2: not JSON",
+        "line 3: custom_id 'a' is used twice",
+        "line 4: url must be",
+        "line 5: body.temperature",
+        "line 6: method",
+    ):
         assert fragment in body["message"], body["message"]
     tuning = upload(client, acme, [good], purpose="user_data")
     assert "purpose" in error(create(client, acme, tuning), 400)["message"]
@@ -106,8 +111,9 @@ def test_a_batch_answers_every_request_once_as_the_endpoint_would(
         live = client.post("/v1/chat/completions", headers=acme, json=lines[i]["body"]).json()
         answer = answers[f"q{i}"]["response"]
         assert answer["status_code"] == 200
-        assert answer["body"]["choices"][0]["message"]["content"] == (
-            live["choices"][0]["message"]["content"]
+        assert (
+            answer["body"]["choices"][0]["message"]["content"]
+            == (live["choices"][0]["message"]["content"])
         ), question
     failed = content(client, acme, done["error_file_id"])
     assert failed["ghost"]["response"]["status_code"] == 404

@@ -44,7 +44,10 @@ def test_the_javascript_sdk_works_unchanged(settings, adapters) -> None:  # type
     for choice in out["choices"]:
         assert choice["finish"] == "stop"
         jsonschema.validate(json.loads(choice["content"]), SCHEMA)
-    assert out["usage"]["total_tokens"] == out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"]
+    assert (
+        out["usage"]["total_tokens"]
+        == out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"]
+    )
     assert out["streamed"] == out["plain"] and out["streamed"]
     assert out["streamUsage"]["completion_tokens"] >= 1
     assert out["error"] == {"isApiError": True, "status": 404, "code": "model_not_found"}

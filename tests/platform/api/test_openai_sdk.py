@@ -26,7 +26,9 @@ SCHEMA = {
     "required": ["label", "urgent"],
     "additionalProperties": False,
 }
-MESSAGES = [{"role": "user", "content": "Is this mail spam? 'You won a prize, send your bank details.'"}]
+MESSAGES = [
+    {"role": "user", "content": "Is this mail spam? 'You won a prize, send your bank details.'"}
+]
 
 
 class Verdict(BaseModel):
@@ -135,7 +137,10 @@ def test_the_async_client_works_unchanged(client, acme, adapters) -> None:  # ty
 def test_bad_options_answer_openai_errors(client, acme, adapters) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     model = register(client, "acme", "bad", adapters["a"])
     openai = sdk(client, acme)
-    bad_schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objectx"}}}
+    bad_schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": {"type": "objectx"}},
+    }
     for kwargs in (
         {"response_format": bad_schema},
         {"top_logprobs": 2},  # without logprobs=True
