@@ -91,8 +91,12 @@ def test_bad_input_is_refused_when_the_batch_is_created(client, acme, adapters) 
 
 
 def test_a_batch_answers_every_request_once_as_the_endpoint_would(
-    client, acme, globex, adapters, settings
-) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    client,
+    acme,
+    globex,
+    adapters,  # noqa: F811
+    settings,
+) -> None:  # type: ignore[no-untyped-def]
     model = register(client, "acme", "batch", adapters["a"])
     lines = [chat_line(f"q{i}", model, q) for i, q in enumerate(QUESTIONS)]
     lines.append(chat_line("ghost", "ft:tiny-llama:acme:none:00000000", QUESTIONS[0]))
