@@ -43,9 +43,10 @@ class BaseSpec:
 class AdapterRequest:
     """A LoRA adapter to run one request with, the way vLLM's ``LoRARequest`` names one.
 
-    ``name`` is derived from the folder, not the public id: peft uses it as
-    a module key, which must not contain dots, and two ids for one folder
-    share one adapter.
+    ``name`` is derived from the folder and its weights file's version, not
+    the public id: peft uses it as a module key, which must not contain dots,
+    two ids for one folder share one adapter, and a new version of the
+    weights in the same folder is a new adapter.
     """
 
     name: str
@@ -98,7 +99,16 @@ def adapter_request(ref: ModelRef) -> AdapterRequest | None:
     if not ref.is_lora:
         return None
     folder = ref.path.resolve()
-    return AdapterRequest("adapter_" + hashlib.sha1(str(folder).encode()).hexdigest()[:16], folder)
+    # The weights file's identity is part of the name: a job that writes a new version into
+    # the same folder gets a new adapter on its next request, loaded beside the old one, which
+    # is dropped once no answer uses it (``Weights._load_adapter``).
+    try:
+        stat = (folder / "adapter_model.safetensors").stat()
+        version = f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        version = ""
+    digest = hashlib.sha1(f"{folder}|{version}".encode()).hexdigest()[:16]
+    return AdapterRequest("adapter_" + digest, folder)
 
 
 def resolve_dtype(requested: str, device: str, declared: str | None) -> str:

@@ -46,6 +46,7 @@ class Weights:
         self._pins: dict[str, int] = {}  # adapters running sequences use: never evicted
         self._active: str | None = None  # the adapter set_adapter last chose
         self._disabled = False  # adapter layers switched off to serve the bare base
+        self._by_folder: dict[Path, str] = {}  # the newest adapter loaded from each folder
         self.loads = 0  # adapters loaded, and evicted (LRU) since the base was loaded
         self.evictions = 0
 
@@ -150,6 +151,12 @@ class Weights:
         self._active, self._disabled = name, False
         self.resident[name] = None
         self.loads += 1
+        # An older version of this folder's adapter (replaced in place by a new job) goes now,
+        # unless an answer still uses it; then LRU eviction takes it later.
+        old = self._by_folder.get(Path(path))
+        self._by_folder[Path(path)] = name
+        if old is not None and old != name and old not in self._pins:
+            self.drop_adapter(old)
         self._evict(keep=name)
 
     def drop_adapter(self, name: str) -> bool:
