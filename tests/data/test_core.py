@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tailorml.data.core import Document, iter_texts
-from tests.conftest import shared_dataset
+from tests import fixture_data
 
 
 def walked(doc: Document) -> str:
@@ -13,13 +13,11 @@ def walked(doc: Document) -> str:
 
 
 def test_text_is_the_same_whatever_the_record_shape() -> None:
-    c4 = shared_dataset("web_c4_sample", "c4_demo.jsonl").read_text(encoding="utf-8")
-    chats = shared_dataset("chat_sharegpt", "sharegpt_zh_1K_format.jsonl").read_text("utf-8")
-    records = [json.loads(line) for line in c4.splitlines()[:50]]  # text, timestamp, url
-    records += [
-        {"messages": [{"role": m["from"], "content": m["value"]} for m in r["conversations"]]}
-        for r in map(json.loads, chats.splitlines()[:20])
-    ]
+    c4 = fixture_data.c4_path().read_text(encoding="utf-8")
+    records = [json.loads(line) for line in c4.splitlines()[:50]]  # {"text": ...}
+    records += [{"messages": m} for m in fixture_data.chat_messages("chinese", 20)]
+    records += [{"conversations": [{"from": "human", "value": s} for s in conv]}
+                for conv in fixture_data.conversations("russian")[:5]]  # fmt: skip
     text = records[0]["text"]
     records += [
         {"id": 1, "text": text, "label": "pos"},  # the fast path

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from tailorml.data.cli import app
+from tests import fixture_data
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 runner = CliRunner()
 
 
@@ -39,16 +38,14 @@ def test_ops_lists_operators_with_params() -> None:
 
 
 def test_run_prints_counts_and_the_report(tmp_path: Path) -> None:
-    src = DATA / "web_c4_sample" / "c4_demo.jsonl"
-    if not src.is_file():
-        pytest.skip(f"shared datasets not found at {src} (see shared/datasets/README.md)")
+    src = fixture_data.c4_path()
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: r\nsteps:\n  - op: normalize\n  - op: length\n    min: 1000\n")
     out = tmp_path / "out"
     args = ["run", str(recipe), "--input", str(src), "--output", str(out), "--workers", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "read 300" in result.output and str(out / "report.html") in result.output
+    assert "read 200" in result.output and str(out / "report.html") in result.output
     assert (out / "report.html").is_file()
     missing = runner.invoke(app, [*args[:3], str(tmp_path / "nope.jsonl"), *args[4:]])
     assert missing.exit_code == 1 and "no such file" in missing.output
@@ -71,18 +68,14 @@ def test_run_takes_the_operators_record_limit(tmp_path: Path) -> None:
 
 
 def _reviews() -> Path:
-    src = DATA / "chnsenticorp" / "dev.tsv"
-    if not src.is_file():
-        pytest.skip(f"shared datasets not found at {src} (see shared/datasets/README.md)")
-    return src
+    """1,634 Chinese reviews, TSV ``label`` and ``text``."""
+    return fixture_data.reviews_path()
 
 
 def test_check_warns_when_a_recipe_removes_much_of_a_sample(tmp_path: Path) -> None:
     """Gopher's web rules on Chinese reviews: the warning names them before a full run."""
     recipe = tmp_path / "web.yaml"
-    recipe.write_text(
-        "name: web\nread: {rename: {text_a: text}}\nsteps:\n  - op: normalize\n  - op: quality\n"
-    )
+    recipe.write_text("name: web\nsteps:\n  - op: normalize\n  - op: quality\n")
     result = runner.invoke(app, ["check", str(recipe), str(_reviews()), "--sample", "200"])
     assert result.exit_code == 0, result.output
     assert "sample: 200 records" in result.output
@@ -97,7 +90,7 @@ def test_check_warns_when_a_recipe_removes_much_of_a_sample(tmp_path: Path) -> N
 def test_check_is_quiet_for_short_text_filters_on_reviews(tmp_path: Path) -> None:
     recipe = tmp_path / "short.yaml"
     recipe.write_text(
-        "name: short\nread: {rename: {text_a: text}}\nsteps:\n  - op: normalize\n"
+        "name: short\nsteps:\n  - op: normalize\n"
         "  - op: boilerplate\n  - op: repetition\n  - op: gibberish\n  - op: exact_dedup\n"
     )
     src = tmp_path / "mixed.jsonl"

@@ -24,22 +24,25 @@ from tailorml.data.readers import Shard, read_documents
 from tailorml.data.recipe import load_recipe
 from tailorml.data.runner import run_pipeline
 from tailorml.executors import ShardFailedError
+from tests import fixture_data
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 RECIPE = "name: near\nsteps:\n  - op: minhash_dedup\n"
 CHUNK = 250
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """300 C4 pages and 3,000 AG News items, then 150 exact, 150 recased and 150 with 1 % of words edited."""
-    c4_path = DATA / "web_c4_sample" / "c4_demo.jsonl"
-    ag_path = DATA / "ag_news" / "train_sample_alps10k.tsv"
-    if not (c4_path.is_file() and ag_path.is_file()):
-        pytest.skip(f"shared datasets not found at {DATA} (see shared/datasets/README.md)")
-    c4 = [json.loads(line)["text"] for line in c4_path.read_text(encoding="utf-8").splitlines()]
-    ag = [line.split("\t")[0] for line in ag_path.read_text(encoding="utf-8").splitlines()[:3000]]
-    texts = c4 + ag
+    """200 C4 pages and 3,100 short texts, then 150 exact, 150 recased and 150 with 1 % of words edited.
+
+    The short texts: 1,688 English statements, 800 e-mails and the first 612 Chinese
+    reviews (the reviews repeat some of their own, as the source does).
+    """
+    c4 = fixture_data.c4_docs()
+    mails = [t for split in ("train", "dev") for _, t in fixture_data.spam_rows(split)]
+    short = fixture_data.english_sentences() + mails
+    short += fixture_data.zh_reviews()[: 3100 - len(short)]
+    assert len(short) == 3100
+    texts = c4 + short
     rng = random.Random(7)
     vocabulary = " ".join(c4).split()
     for i in rng.sample(range(len(texts)), 150):
