@@ -83,6 +83,14 @@ class QuotaGate:
             self.refusals.forget(tenant_id + ":")  # a raised limit may let it in now
         return quotas
 
+    def concurrency_limit(self, tenant_id: str) -> int | None:
+        """The operator's bound on the tenant's inference requests in flight, if any (read
+        through the same cache as the other quotas; the engine's admission control asks)."""
+        for quota in self.quotas_for(tenant_id):
+            if quota.metric == "concurrent_requests":
+                return max(1, int(quota.limit))
+        return None
+
     def forget(self, tenant_id: str) -> None:
         """Drop what this process remembers of the tenant (its quotas changed here)."""
         with self._lock:

@@ -42,6 +42,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "training_tokens": ("training tokens", ("hard",)),
     "compute_seconds": ("compute seconds", ("hard",)),
     "storage_bytes": ("bytes stored", ("hard",)),
+    # Inference requests in flight at once, enforced by the serving engine's admission
+    # control (serve/admission.py): over it, a fast 429 rate_limit_exceeded with Retry-After.
+    "concurrent_requests": ("requests in flight", ("hard",)),
 }
 PERIODS = ("minute", "day", "month", "total")
 RATE_WINDOWS = {"minute": 60.0, "day": 86400.0}
@@ -86,6 +89,9 @@ def check_quota(*, metric: str, period: str, kind: str, limit: float) -> None:
             problems.append(("period", "a rate quota is per minute or per day"))
         elif metric == "storage_bytes" and period != "total":
             problems.append(("period", "storage_bytes is what is stored now: use period total"))
+        elif metric == "concurrent_requests" and (period != "total" or limit < 1):
+            problems.append(("period", "concurrent_requests is a bound at every moment: use "
+                             "period total and a limit of at least 1"))  # fmt: skip
     if not (math.isfinite(limit) and 0 <= limit <= MAX_LIMIT) or (kind == "rate" and limit < 1):
         problems.append(("limit", f"limit must be a number from {int(kind == 'rate')} to 1e15"))
     if problems:

@@ -29,6 +29,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tailorml.errors import RateLimitError
@@ -80,11 +81,19 @@ class Ticket:
 class Admission:
     """Counts requests in flight per model and per tenant; refuses those over a bound."""
 
-    def __init__(self, *, max_queue: int = 256, tenant_concurrency: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        max_queue: int = 256,
+        tenant_concurrency: int = 64,
+        limit_for: Callable[[str], int | None] | None = None,
+    ) -> None:
         if max_queue < 1 or tenant_concurrency < 1:
             raise ValueError("max_queue and tenant_concurrency must be at least 1")
         self.max_queue = max_queue
         self.tenant_concurrency = tenant_concurrency
+        # The operator's bound for one tenant (the platform's quotas), asked outside the lock.
+        self._limit_for = limit_for
         self._lock = threading.Lock()
         self._by_model: Counter[str] = Counter()
         self._by_tenant: Counter[str] = Counter()
@@ -103,10 +112,18 @@ class Admission:
                 self._tenant_limits[tenant] = limit
 
     def tenant_limit(self, tenant: str) -> int:
-        return self._tenant_limits.get(tenant, self.tenant_concurrency)
+        """The tenant's bound: set here, else the operator's (``limit_for``), else the default."""
+        if tenant in self._tenant_limits:
+            return self._tenant_limits[tenant]
+        if self._limit_for is not None:
+            limit = self._limit_for(tenant)
+            if limit is not None:
+                return limit
+        return self.tenant_concurrency
 
     def enter(self, model: str, tenant: str | None) -> Ticket:
         """A ticket for one request on ``model`` by ``tenant``, or ``RateLimitError``."""
+        limit = self.tenant_limit(tenant) if tenant is not None else 0
         with self._lock:
             if self._by_model[model] >= self.max_queue:
                 self._rejected["model_queue"] += 1
@@ -118,7 +135,6 @@ class Admission:
                     retry_after=self._retry_after(model),
                 )
             if tenant is not None:
-                limit = self._tenant_limits.get(tenant, self.tenant_concurrency)
                 if self._by_tenant[tenant] >= limit:
                     self._rejected["tenant_concurrency"] += 1
                     raise Rejected(

@@ -123,7 +123,8 @@ class Engine:
     ``batch_wait_ms`` bound the dynamic batches of embeddings and
     classification requests (see ``encoder_batching.py``); ``max_queue``
     bounds the requests in flight per base and ``tenant_concurrency`` those
-    of one tenant (see ``admission.py``): over either, a fast 429.
+    of one tenant, or ``tenant_limits(tenant)`` where that gives a number (see
+    ``admission.py``): over either, a fast 429.
     """
 
     def __init__(
@@ -141,6 +142,7 @@ class Engine:
         batch_wait_ms: float = 2.0,
         max_queue: int = 256,
         tenant_concurrency: int = 64,
+        tenant_limits: Callable[[str], int | None] | None = None,
     ) -> None:
         self.device = device
         self.config = LoadConfig(
@@ -157,7 +159,9 @@ class Engine:
             lookup("serving_backend", backend)() if isinstance(backend, str) else backend
         )
         self._cache = ModelCache(self._backend, self.config, max_loaded)
-        self.admission = Admission(max_queue=max_queue, tenant_concurrency=tenant_concurrency)
+        self.admission = Admission(
+            max_queue=max_queue, tenant_concurrency=tenant_concurrency, limit_for=tenant_limits
+        )
         self.metrics = ServeMetrics(lambda: [(n, m.stats()) for n, m in self._cache.bases()])
 
     # -- generation ----------------------------------------------------------

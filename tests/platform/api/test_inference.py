@@ -183,3 +183,28 @@ def test_a_tenant_over_its_concurrency_gets_a_fast_429_and_others_do_not(
     finally:
         held.release()
     assert chat(client, acme, model).status_code == 200
+
+
+def test_an_operator_bounds_a_tenants_requests_in_flight(client, acme, adapters) -> None:  # type: ignore[no-untyped-def]
+    state = client.app.state.tailor
+    model = register(client, "acme", "bounded", adapters["a"])
+    assert chat(client, acme, model).status_code == 200  # loaded, and the default allows it
+    admin = {"Authorization": "Bearer admin-test-key"}
+    set_ = client.post("/admin/tenants/acme/quotas", headers=admin,
+                       json={"metric": "concurrent_requests", "limit": 1, "period": "total"})  # fmt: skip
+    assert set_.status_code == 200, set_.text
+    bad = client.post("/admin/tenants/acme/quotas", headers=admin,
+                      json={"metric": "concurrent_requests", "limit": 2, "period": "day"})  # fmt: skip
+    assert error(bad, 400)["param"] == "period"
+    with read_scope(state.read_sessions) as s:
+        acme_id = get_tenant(s, name_or_id="acme").id
+    assert state.serving.admission.tenant_limit(acme_id) == 1
+    held = state.serving.admission.enter(adapters["base"].name, acme_id)
+    try:
+        assert error(chat(client, acme, model), 429)["code"] == "rate_limit_exceeded"
+    finally:
+        held.release()
+    assert chat(client, acme, model).status_code == 200
+    cleared = client.delete("/admin/tenants/acme/quotas?metric=concurrent_requests", headers=admin)
+    assert cleared.status_code == 200
+    assert state.serving.admission.tenant_limit(acme_id) == 64

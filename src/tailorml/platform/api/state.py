@@ -86,5 +86,6 @@ class AppState:
                     batch_wait_ms=self.settings.serve_batch_wait_ms,
                     max_queue=self.settings.serve_max_queue,
                     tenant_concurrency=self.settings.serve_tenant_concurrency,
+                    tenant_limits=self.quotas.concurrency_limit,
                 )
             return self._serving
