@@ -168,10 +168,10 @@ def classify(url: str, key: str | None, model: str, texts: list[str]) -> Any:
     return one
 
 
-def start_tailor(work: Path, port: int) -> subprocess.Popen[bytes]:
+def start_tailor(work: Path, port: int, tenant_concurrency: int = 64) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TAILOR_DATA_DIR": str(work / "data"), "TAILOR_ADMIN_KEY": ADMIN,
            "TAILOR_MASTER_SECRET": "bench", "TAILOR_WORKERS": "1", "OMP_NUM_THREADS": "2",
-           "TAILOR_SERVE_TENANT_CONCURRENCY": "64"}  # fmt: skip
+           "TAILOR_SERVE_TENANT_CONCURRENCY": str(tenant_concurrency)}  # fmt: skip
     log = open(work / "tailor.log", "wb")  # noqa: SIM115
     return subprocess.Popen([sys.executable, "-m", "tailorml", "serve", "--host", "127.0.0.1",
                              "--port", str(port)], env=env, stdout=log, stderr=log)  # fmt: skip
