@@ -15,9 +15,9 @@ from tailorml.data.runner import run_pipeline
 from tailorml.errors import JobCancelledError
 from tailorml.executors import ShardFailedError
 from tailorml.executors.ray import RayExecutor
+from tests import fixture_data
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install ray)")
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 SRC = Path(__file__).resolve().parents[2] / "src"
 RECIPE = """
 name: c4-ray
@@ -89,14 +89,12 @@ def _alive(pid: int) -> bool:
 
 
 def test_ray_pipeline_matches_local(local_ray: None, tmp_path: Path) -> None:
-    src = DATA / "web_c4_sample" / "c4_demo.jsonl"
-    if not src.is_file():
-        pytest.skip(f"shared datasets not found at {src} (see shared/datasets/README.md)")
+    src = fixture_data.c4_path()
     recipe = load_recipe(RECIPE)
     by_ray = run_pipeline(recipe, [src], tmp_path / "ray", executor="ray", workers=2, chunk=40)
     local = run_pipeline(recipe, [src], tmp_path / "local", executor="local", workers=1, shards=2,
                          chunk=40)  # fmt: skip
-    assert by_ray.counts == local.counts and by_ray.counts["read"] == 300
+    assert by_ray.counts == local.counts and by_ray.counts["read"] == 200
     assert sorted(d.id for d in read_documents(by_ray.output_files)) == sorted(
         d.id for d in read_documents(local.output_files)
     )

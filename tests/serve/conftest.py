@@ -1,4 +1,4 @@
-"""Tiny models for the serving tests, built once per session, and the shared datasets.
+"""Tiny models for the serving tests, built once per session, and real text to feed them.
 
 Every model is random and tiny (built in seconds from ``tailorml.models.tiny``
 with the real MiniLM / SmolLM2 tokenizers), so the tests check mechanics:
@@ -18,29 +18,19 @@ torch = pytest.importorskip("torch", reason="the serving tests need the ml extra
 
 from tailorml.models.tiny import build_tiny_model  # noqa: E402
 from tailorml.serve import Engine, ModelRef  # noqa: E402
+from tests import fixture_data  # noqa: E402
 
-DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
-AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
-
-
-def dataset(*parts: str) -> Path:
-    """A file of the shared datasets, or skip the test saying where it was looked for."""
-    path = DATASETS.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(
-            f"shared dataset {path} is absent; check out ../shared/datasets next to the repo"
-        )
-    return path
+TOPIC_LABELS = fixture_data.TOPICS  # the chatterbot topics a classifier adapter is built for
 
 
-def alpaca_instructions(n: int) -> list[str]:
-    lines = dataset("instruct_alpaca_en", "alpaca_5000.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line)["instruction"] for line in lines.splitlines()[:n]]
+def questions(n: int) -> list[str]:
+    """The first ``n`` distinct questions people open chatterbot-corpus conversations with."""
+    return fixture_data.english_questions()[:n]
 
 
-def sst2_sentences(n: int) -> list[str]:
-    rows = dataset("sst2", "dev.tsv").read_text(encoding="utf-8").splitlines()[1 : n + 1]
-    return [row.split("\t", 1)[1].strip() for row in rows]
+def sentences(n: int) -> list[str]:
+    """The first ``n`` distinct English statements of chatterbot-corpus."""
+    return fixture_data.english_sentences()[:n]
 
 
 def manifest(folder: Path, **fields: object) -> None:
@@ -131,10 +121,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 
     lora_classifier = lora_adapter(
         encoder, root / "lora_classifier", seed=4, task_type="SEQ_CLS",
-        num_labels=len(AG_NEWS_LABELS),
+        num_labels=len(TOPIC_LABELS),
     )  # fmt: skip
     manifest(lora_classifier, task="classification", method="lora", base_path=str(encoder),
-             architecture="encoder", labels=list(AG_NEWS_LABELS))  # fmt: skip
+             architecture="encoder", labels=list(TOPIC_LABELS))  # fmt: skip
     return TinyModels(decoder, encoder, lora_a, lora_b, classifier, lora_classifier)
 
 

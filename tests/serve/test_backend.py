@@ -15,7 +15,7 @@ from tailorml.serve.backend import GenerationRequest, LoadConfig, SamplingParams
 from tailorml.serve.bases import adapter_request, base_spec, resolve_dtype
 from tailorml.serve.torch_backend import TorchBackend, TorchBase
 
-from .conftest import TinyModels, alpaca_instructions
+from .conftest import TinyModels, questions
 
 
 def load(tiny: TinyModels, **config: object) -> TorchBase:
@@ -68,7 +68,7 @@ def test_a_cpu_base_loads_in_fp32(tiny: TinyModels) -> None:
 
 
 def test_steps_stream_one_request_to_its_end(tiny: TinyModels, engine: Engine) -> None:
-    prompt = alpaca_instructions(3)[2]
+    prompt = questions(3)[2]
     base = load(tiny)
     steps = list(base.generate(request(base, prompt)))
     assert [s.finish_reason for s in steps] == [None] * 9 + ["length"]
@@ -87,7 +87,7 @@ def test_steps_stream_one_request_to_its_end(tiny: TinyModels, engine: Engine) -
 
 def test_the_adapter_is_a_per_request_attribute(tiny: TinyModels) -> None:
     base = load(tiny)
-    prompt = alpaca_instructions(2)[1]
+    prompt = questions(2)[1]
     adapters = [None, adapter_request(ModelRef.from_folder("ft:a", tiny.lora_a)),
                 adapter_request(ModelRef.from_folder("ft:b", tiny.lora_b))]  # fmt: skip
     alone = [
@@ -105,7 +105,7 @@ def test_the_adapter_is_a_per_request_attribute(tiny: TinyModels) -> None:
 
 def test_closing_a_stream_ends_the_request(tiny: TinyModels) -> None:
     base = load(tiny)
-    stream = base.generate(request(base, alpaca_instructions(1)[0], max_tokens=50))
+    stream = base.generate(request(base, questions(1)[0], max_tokens=50))
     next(stream)
     stream.close()  # type: ignore[attr-defined]
     assert list(stream) == []

@@ -12,7 +12,7 @@ import pytest
 from tailorml.errors import ModelUnavailableError
 from tailorml.serve import Engine, ModelRef
 
-from .conftest import AG_NEWS_LABELS, TinyModels, lora_adapter, manifest
+from .conftest import TOPIC_LABELS, TinyModels, lora_adapter, manifest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "spam_assassin"
 
@@ -28,9 +28,9 @@ def adapters(tiny: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> dict
     """Two LoRA classifiers and one LoRA embedder on the tiny encoder, plus the base."""
     root = tmp_path_factory.mktemp("encoder_adapters")
     second = lora_adapter(tiny.encoder, root / "cls_b", seed=7, task_type="SEQ_CLS",
-                          num_labels=len(AG_NEWS_LABELS))  # fmt: skip
+                          num_labels=len(TOPIC_LABELS))  # fmt: skip
     manifest(second, task="classification", method="lora", base_path=str(tiny.encoder),
-             architecture="encoder", labels=list(AG_NEWS_LABELS))  # fmt: skip
+             architecture="encoder", labels=list(TOPIC_LABELS))  # fmt: skip
     embedder = lora_adapter(tiny.encoder, root / "emb", seed=8, task_type="FEATURE_EXTRACTION")
     manifest(embedder, task="embedding", method="lora", base_path=str(tiny.encoder),
              architecture="encoder")  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 
@@ -10,12 +9,13 @@ import pytest
 
 from tailorml.errors import ContextLengthExceededError, InvalidRequestError
 from tailorml.serve import Engine, ModelRef
+from tests import fixture_data
 
-from .conftest import TinyModels, dataset, sst2_sentences
+from .conftest import TinyModels, sentences
 
 
 def test_embeddings_are_unit_vectors_one_per_input(engine: Engine, encoder_ref: ModelRef) -> None:
-    texts = sst2_sentences(20)  # more than one batch of 16
+    texts = sentences(20)  # more than one batch of 16
     vectors, tokens = engine.embed(encoder_ref, texts)
     assert len(vectors) == 20 and {len(v) for v in vectors} == {32}  # hidden size of tiny BERT
     assert all(math.isclose(math.hypot(*v), 1.0, rel_tol=1e-5) for v in vectors)
@@ -23,7 +23,7 @@ def test_embeddings_are_unit_vectors_one_per_input(engine: Engine, encoder_ref: 
 
 
 def test_padding_does_not_change_an_embedding(engine: Engine, encoder_ref: ModelRef) -> None:
-    texts = sst2_sentences(5)
+    texts = sentences(5)
     batched, _ = engine.embed(encoder_ref, texts)
     for text, vector in zip(texts, batched, strict=True):
         alone, _ = engine.embed(encoder_ref, [text])
@@ -31,18 +31,17 @@ def test_padding_does_not_change_an_embedding(engine: Engine, encoder_ref: Model
 
 
 def test_decoder_embeddings(engine: Engine, decoder_ref: ModelRef) -> None:
-    vectors, tokens = engine.embed(decoder_ref, sst2_sentences(3))
+    vectors, tokens = engine.embed(decoder_ref, sentences(3))
     assert {len(v) for v in vectors} == {32}
     assert all(math.isclose(math.hypot(*v), 1.0, rel_tol=1e-5) for v in vectors)
     assert tokens > 3
 
 
 def test_too_long_input_is_refused(engine: Engine, encoder_ref: ModelRef) -> None:
-    docs = dataset("web_c4_sample", "c4_demo.jsonl").read_text(encoding="utf-8").splitlines()
-    long = max((json.loads(line)["text"] for line in docs), key=len)
+    long = max(fixture_data.c4_docs(), key=len)
     assert engine.count_tokens(encoder_ref, long) > 512
     with pytest.raises(ContextLengthExceededError, match="maximum context length is 512") as err:
-        engine.embed(encoder_ref, [sst2_sentences(1)[0], long])
+        engine.embed(encoder_ref, [sentences(1)[0], long])
     assert err.value.param == "input" and "input 1" in err.value.message
     with pytest.raises(InvalidRequestError) as err:
         engine.embed(encoder_ref, [])
@@ -57,7 +56,7 @@ def test_too_long_input_is_refused(engine: Engine, encoder_ref: ModelRef) -> Non
 
 def test_classifier_scores_are_a_distribution(engine: Engine, tiny: TinyModels) -> None:
     ref = ModelRef.from_folder("ft:tiny:acme:sst2:1", tiny.classifier)
-    texts = sst2_sentences(18)
+    texts = sentences(18)
     results, tokens = engine.classify(ref, texts)
     assert len(results) == 18 and tokens > 18
     for result in results:
@@ -73,24 +72,17 @@ def test_classifier_scores_are_a_distribution(engine: Engine, tiny: TinyModels) 
 
 def test_classify_on_a_model_that_is_no_classifier(engine: Engine, encoder_ref: ModelRef) -> None:
     with pytest.raises(InvalidRequestError, match="text/label") as err:
-        engine.classify(encoder_ref, sst2_sentences(1))
+        engine.classify(encoder_ref, sentences(1))
     assert err.value.param == "model"
 
 
-def msr_pairs(n: int) -> list[tuple[str, str]]:
-    path = dataset("dedup_pairs", "msr_paraphrase_test.txt")
-    rows = path.read_text(encoding="utf-8").splitlines()[1:]
-    pairs = []
-    for row in rows:
-        quality, _, _, first, second = row.split("\t")
-        if quality == "1":
-            pairs.append((first.replace("<QUOTE>", '"'), second.replace("<QUOTE>", '"')))
-        if len(pairs) == n:
-            break
-    return pairs
+def edited_pairs(n: int) -> list[tuple[str, str]]:
+    """C4 sentences and a copy with a fifth of their words replaced, deleted, inserted or swapped."""
+    pairs = fixture_data.sentence_pairs()
+    return [(p["a"], p["b"]) for p in pairs if p["edit_rate"] == 0.2][:n]
 
 
-def test_minilm_puts_paraphrases_closer_than_random_pairs() -> None:
+def test_minilm_puts_edited_copies_closer_than_random_pairs() -> None:
     from tailorml.errors import ModelUnavailableError
     from tailorml.models.sources import package_dir
 
@@ -99,7 +91,7 @@ def test_minilm_puts_paraphrases_closer_than_random_pairs() -> None:
     except ModelUnavailableError as exc:
         pytest.skip(f"all-MiniLM-L6-v2 weights are not installed: {exc.message}")
     ref = ModelRef(key="all-minilm-l6-v2", path=folder, architecture="encoder", context_length=256)
-    pairs = msr_pairs(30)
+    pairs = edited_pairs(30)
     firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
     vectors, _ = Engine().embed(ref, firsts + seconds)
     left, right = vectors[:30], vectors[30:]
@@ -115,4 +107,4 @@ def test_minilm_puts_paraphrases_closer_than_random_pairs() -> None:
         if i != j
     )
     compared = sum(1 for i, j in enumerate(shuffled) if i != j)
-    assert wins == compared, f"paraphrase closer in only {wins} of {compared} pairs"
+    assert wins == compared, f"edited copy closer in only {wins} of {compared} pairs"

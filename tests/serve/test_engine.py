@@ -11,7 +11,7 @@ from tailorml.registry import lookup
 from tailorml.serve import Engine, ModelRef
 from tailorml.serve.torch_backend import TorchBackend
 
-from .conftest import TinyModels, alpaca_instructions
+from .conftest import TinyModels, questions, sentences
 
 
 def ask(text: str) -> list[dict[str, str]]:
@@ -28,7 +28,7 @@ def test_greedy_matches_transformers_generate(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    prompt = alpaca_instructions(3)[2]
+    prompt = questions(3)[2]
     out = engine.complete(decoder_ref, prompt, max_tokens=12, temperature=0)
     tok = AutoTokenizer.from_pretrained(tiny.decoder)
     model = AutoModelForCausalLM.from_pretrained(tiny.decoder).eval()
@@ -45,7 +45,7 @@ def test_greedy_matches_transformers_generate(
 def test_stream_joins_to_the_non_streamed_answer(
     engine: Engine, decoder_ref: ModelRef, temperature: float, seed: int | None
 ) -> None:
-    messages = ask(alpaca_instructions(1)[0])
+    messages = ask(questions(1)[0])
     whole = engine.chat(decoder_ref, messages, max_tokens=24, temperature=temperature, seed=seed)
     deltas = list(
         engine.stream_chat(decoder_ref, messages, max_tokens=24, temperature=temperature, seed=seed)
@@ -62,7 +62,7 @@ def test_stream_joins_to_the_non_streamed_answer(
 
 
 def test_seed_makes_sampling_reproducible(engine: Engine, decoder_ref: ModelRef) -> None:
-    prompt = alpaca_instructions(2)[1]
+    prompt = questions(2)[1]
     first = engine.complete(decoder_ref, prompt, max_tokens=16, temperature=1.0, seed=3)
     again = engine.complete(decoder_ref, prompt, max_tokens=16, temperature=1.0, seed=3)
     other = engine.complete(decoder_ref, prompt, max_tokens=16, temperature=1.0, seed=4)
@@ -71,7 +71,7 @@ def test_seed_makes_sampling_reproducible(engine: Engine, decoder_ref: ModelRef)
 
 
 def test_stop_string_cuts_the_text_and_never_leaks(engine: Engine, decoder_ref: ModelRef) -> None:
-    prompt = alpaca_instructions(4)[3]
+    prompt = questions(4)[3]
     options = {"max_tokens": 30, "temperature": 1.0, "seed": 5}
     full = engine.complete(decoder_ref, prompt, **options)
     assert full.finish_reason == "length" and len(full.text) > 20
@@ -88,7 +88,7 @@ def test_stop_string_cuts_the_text_and_never_leaks(engine: Engine, decoder_ref: 
 
 def test_context_length_exceeded_reads_like_openai(tiny: TinyModels, engine: Engine) -> None:
     small = ModelRef(key="tiny-64", path=tiny.decoder, architecture="decoder", context_length=64)
-    messages = ask(" ".join(alpaca_instructions(12)))
+    messages = ask(" ".join(questions(24)))  # about 150 tokens
     prompt_tokens = engine.count_tokens(small, messages)
     assert prompt_tokens > 64
     with pytest.raises(ContextLengthExceededError) as err:
@@ -100,7 +100,8 @@ def test_context_length_exceeded_reads_like_openai(tiny: TinyModels, engine: Eng
         "Please reduce the length of the messages or completion."
     )
     # A prompt that fits alone but not with max_tokens is refused too, before any stream.
-    prompt = alpaca_instructions(1)[0]
+    prompt = sentences(2)[1]  # "Artificial Intelligence is the branch of ..." (about 20 tokens)
+    assert 10 < engine.count_tokens(small, prompt) < 64
     with pytest.raises(ContextLengthExceededError, match="in the prompt") as err:
         engine.stream_complete(small, prompt, max_tokens=60)
     assert err.value.param == "prompt"
@@ -112,7 +113,7 @@ def test_context_length_exceeded_reads_like_openai(tiny: TinyModels, engine: Eng
 def test_bad_options_and_wrong_model_kind_are_refused(
     engine: Engine, decoder_ref: ModelRef, encoder_ref: ModelRef
 ) -> None:
-    messages = ask(alpaca_instructions(1)[0])
+    messages = ask(questions(1)[0])
     with pytest.raises(InvalidRequestError) as err:
         engine.chat(decoder_ref, messages, temperature=3)
     assert err.value.param == "temperature"
@@ -130,7 +131,7 @@ def test_bad_options_and_wrong_model_kind_are_refused(
 def test_two_threads_on_one_model_get_their_own_answers(
     engine: Engine, decoder_ref: ModelRef
 ) -> None:
-    prompts = alpaca_instructions(6)[4:6]
+    prompts = questions(6)[4:6]
     expected = [engine.complete(decoder_ref, p, max_tokens=20, temperature=0) for p in prompts]
     assert expected[0].text != expected[1].text
     results: dict[int, list[str]] = {0: [], 1: []}
@@ -154,7 +155,7 @@ def test_lru_keeps_max_loaded_and_unload_frees(tiny: TinyModels) -> None:
     engine = Engine(max_loaded=1)
     decoder = ModelRef.from_folder("d", tiny.decoder)
     encoder = ModelRef.from_folder("e", tiny.encoder)
-    text = alpaca_instructions(1)[0]
+    text = questions(1)[0]
     first = engine.complete(decoder, text, max_tokens=5, temperature=0)
     assert engine.loaded() == ["d"]
     engine.embed(encoder, [text])

@@ -11,8 +11,9 @@ import pytest
 
 from tailorml.errors import ModelUnavailableError
 from tailorml.serve import Engine, ModelRef
+from tests import fixture_data
 
-from .conftest import AG_NEWS_LABELS, TinyModels, alpaca_instructions, dataset
+from .conftest import TOPIC_LABELS, TinyModels, questions
 
 
 def peft_greedy(base: Path, adapter: Path, prompt: str, n: int) -> str:
@@ -42,7 +43,7 @@ def refs(tiny: TinyModels) -> tuple[ModelRef, ModelRef, ModelRef]:
 def test_adapters_change_the_output_and_match_peft(tiny: TinyModels, refs) -> None:
     engine = Engine()
     base, a, b = refs
-    prompt = alpaca_instructions(3)[2]
+    prompt = questions(3)[2]
     texts = [engine.complete(r, prompt, max_tokens=10, temperature=0).text for r in refs]
     assert len(set(texts)) == 3, texts
     assert texts[1] == peft_greedy(tiny.decoder, tiny.lora_a, prompt, 10)
@@ -53,7 +54,7 @@ def test_adapters_change_the_output_and_match_peft(tiny: TinyModels, refs) -> No
 def test_alternating_adapters_on_one_base(refs, max_adapters: int) -> None:
     # With room for one adapter only, every switch evicts and reloads one.
     engine = Engine(max_adapters_per_base=max_adapters)
-    messages = [{"role": "user", "content": alpaca_instructions(5)[4]}]
+    messages = [{"role": "user", "content": questions(5)[4]}]
     first = {r.key: engine.chat(r, messages, max_tokens=8, temperature=0).text for r in refs}
     for ref in [refs[1], refs[2], refs[0], refs[2], refs[1], refs[0]]:
         assert engine.chat(ref, messages, max_tokens=8, temperature=0).text == first[ref.key]
@@ -63,7 +64,7 @@ def test_alternating_adapters_on_one_base(refs, max_adapters: int) -> None:
 
 def test_adapters_in_two_threads_interleave_correctly(refs) -> None:
     engine = Engine()
-    prompt = alpaca_instructions(2)[1]
+    prompt = questions(2)[1]
     expected = {r.key: engine.complete(r, prompt, max_tokens=12, temperature=0).text for r in refs}
     got: dict[str, list[str]] = {r.key: [] for r in refs}
 
@@ -83,7 +84,7 @@ def test_adapters_in_two_threads_interleave_correctly(refs) -> None:
 def test_unload_an_adapter_keeps_the_base(refs) -> None:
     engine = Engine()
     base, a, b = refs
-    prompt = alpaca_instructions(1)[0]
+    prompt = questions(1)[0]
     before = engine.complete(a, prompt, max_tokens=6, temperature=0)
     engine.complete(base, prompt, max_tokens=6, temperature=0)
     assert engine.loaded() == sorted([base.key, a.key])
@@ -99,17 +100,16 @@ def test_adapter_for_another_base_is_refused(tiny: TinyModels, tmp_path: Path) -
     meta |= {"base_path": str(tiny.encoder), "architecture": "encoder", "task": "embedding"}
     (wrong / "tailor_model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelUnavailableError, match="trained on this base"):
-        Engine().embed(ModelRef.from_folder("wrong", wrong), alpaca_instructions(1))
+        Engine().embed(ModelRef.from_folder("wrong", wrong), questions(1))
 
 
 def test_lora_classifier_uses_its_labels(tiny: TinyModels, engine: Engine) -> None:
-    ref = ModelRef.from_folder("ft:tiny:acme:news:1", tiny.lora_classifier)
-    rows = dataset("ag_news", "test.csv").read_text(encoding="utf-8").splitlines()[:6]
-    texts = [row.split('","', 2)[2].rstrip('"') for row in rows]
+    ref = ModelRef.from_folder("ft:tiny:acme:topics:1", tiny.lora_classifier)
+    texts = [text for _, text in fixture_data.topic_rows(2)]  # two conversations per topic
     results, tokens = engine.classify(ref, texts)
     assert tokens > len(texts)
     for result in results:
-        assert set(result["scores"]) == set(AG_NEWS_LABELS)
-        assert result["label"] in AG_NEWS_LABELS
+        assert set(result["scores"]) == set(TOPIC_LABELS)
+        assert result["label"] in TOPIC_LABELS
         assert sum(result["scores"].values()) == pytest.approx(1.0, abs=1e-5)
         assert result["score"] == max(result["scores"].values())

@@ -11,7 +11,7 @@ import pytest
 from tailorml.errors import ModelUnavailableError
 from tailorml.serve import ModelRef
 
-from .conftest import AG_NEWS_LABELS, TinyModels
+from .conftest import TOPIC_LABELS, TinyModels
 
 
 def test_base_folders_are_described_from_config(tiny: TinyModels) -> None:
@@ -35,7 +35,7 @@ def test_manifest_of_a_lora_adapter(tiny: TinyModels) -> None:
     assert ref.base_path == tiny.decoder.resolve()
     assert ref.context_length == 512
     cls = ModelRef.from_folder("ft:tiny:acme:news:1", tiny.lora_classifier)
-    assert cls.labels == AG_NEWS_LABELS
+    assert cls.labels == TOPIC_LABELS
 
 
 def test_relative_base_path_is_read_against_the_model_folder(

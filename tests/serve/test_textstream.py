@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tailorml.serve.textstream import IncrementalDecoder, StopStringCutter
 from tailorml.serve.tokenizer import HFTokenizer
+from tests import fixture_data
 
-from .conftest import TinyModels, alpaca_instructions, dataset
+from .conftest import TinyModels, questions, sentences
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +18,9 @@ def tokenizer(tiny: TinyModels):
     return AutoTokenizer.from_pretrained(tiny.decoder)
 
 
-def sharegpt_replies(n: int) -> list[str]:
-    lines = dataset("chat_sharegpt", "sharegpt_zh_1K_format.jsonl").read_text(encoding="utf-8")
-    replies = []
-    for line in lines.splitlines()[:n]:
-        turns = json.loads(line)["conversations"]
-        replies.append(next(t["value"] for t in turns if t["from"] == "gpt"))
-    return replies
+def replies(lang: str, n: int) -> list[str]:
+    """The first answer of the first ``n`` chatterbot conversations of a language."""
+    return [conv[1] for conv in fixture_data.conversations(lang) if len(conv) > 1][:n]
 
 
 def stream_text(tokenizer, ids: list[int]) -> list[str]:
@@ -37,7 +32,8 @@ def stream_text(tokenizer, ids: list[int]) -> list[str]:
 def test_pieces_join_to_the_whole_for_chinese_russian_and_english(tokenizer) -> None:
     # Chinese and Cyrillic characters span several byte-level tokens: a
     # token-by-token decode would emit U+FFFD halves.
-    texts = sharegpt_replies(5) + alpaca_instructions(5)
+    texts = replies("chinese", 5) + replies("russian", 5) + questions(5)
+    assert any(ord(c) > 0x4E00 for c in texts[0]) and any("а" <= c <= "я" for c in texts[5])
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         pieces = stream_text(tokenizer, ids)
@@ -62,8 +58,8 @@ def feed(cutter: StopStringCutter, text: str, size: int) -> str:
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
 def test_stop_string_cuts_before_it_whatever_the_piece_size(size: int) -> None:
-    text = alpaca_instructions(1)[0]  # "Are the two sentences below grammatically correct? ..."
-    stop = "grammatically"
+    text = sentences(2)[1]  # "Artificial Intelligence is the branch of engineering and science ..."
+    stop = "science"
     cutter = StopStringCutter([stop, "never appears"])
     assert feed(cutter, text, size) == text[: text.index(stop)]
     assert cutter.stopped
@@ -71,8 +67,8 @@ def test_stop_string_cuts_before_it_whatever_the_piece_size(size: int) -> None:
 
 @pytest.mark.parametrize("size", [1, 4])
 def test_held_back_prefix_is_released_when_no_stop_follows(size: int) -> None:
-    text = alpaca_instructions(1)[0]
-    cutter = StopStringCutter(["sentences!"])  # "sentences" occurs, "sentences!" does not
+    text = sentences(2)[1]
+    cutter = StopStringCutter(["machines!"])  # "machines" occurs, "machines!" does not
     pieces = []
     for i in range(0, len(text), size):
         piece = cutter.push(text[i : i + size])
@@ -83,9 +79,10 @@ def test_held_back_prefix_is_released_when_no_stop_follows(size: int) -> None:
 
 
 def test_no_partial_stop_text_is_ever_shown() -> None:
-    lines = dataset("instruct_alpaca_en", "alpaca_5000.jsonl").read_text(encoding="utf-8")
-    text = json.loads(lines.splitlines()[3])["input"]  # "Dear Bob,\n\nI am writing to remind..."
-    cutter = StopStringCutter(["\n\nI am"])
+    # A C4 page's first two paragraphs, the stop string a newline and the second one's start.
+    first, second = fixture_data.c4_docs()[0].split("\n")[:2]
+    text = f"{first}\n{second}"
+    cutter = StopStringCutter(["\n" + second[:6]])
     shown = ""
     for ch in text:
         shown += cutter.push(ch)
@@ -93,4 +90,4 @@ def test_no_partial_stop_text_is_ever_shown() -> None:
         assert not shown.endswith("\n")
         if cutter.stopped:
             break
-    assert shown == "Dear Bob,"
+    assert shown == first

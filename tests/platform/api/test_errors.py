@@ -109,22 +109,13 @@ def test_task_must_fit_the_base(client, acme) -> None:  # type: ignore[no-untype
 
 
 def test_tasks_that_cannot_be_trained_yet(client, acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import shared_dataset
-
-    pairs = tmp_path / "pairs.jsonl"
-    rows = (
-        shared_dataset("dedup_pairs", "msr_paraphrase_test.txt")
-        .read_text(encoding="utf-8-sig")
-        .splitlines()[1:6]
-    )
     import json
 
-    pairs.write_text(
-        "".join(
-            json.dumps({"anchor": r.split("\t")[3], "positive": r.split("\t")[4]}) + "\n"
-            for r in rows
-        )
-    )
+    from tests import fixture_data
+
+    pairs = tmp_path / "pairs.jsonl"
+    near = fixture_data.near_duplicate_pairs()[:5]
+    pairs.write_text("".join(json.dumps({"anchor": a, "positive": b}) + "\n" for a, b in near))
     file_id = upload(client, acme, pairs).json()["id"]
     err = error(
         client.post(
