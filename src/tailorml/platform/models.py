@@ -14,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from tailorml.errors import ConflictError, NotFoundError
@@ -74,17 +75,29 @@ def get_model_object(session: Session, *, tenant_id: str, model_id: str) -> dict
     raise _not_found(model_id)
 
 
-def delete_model(session: Session, *, tenant_id: str, model_id: str) -> None:
-    from tailorml.platform.db.models import Job
+def delete_model(
+    session: Session, *, tenant_id: str, model_id: str, settings: Settings
+) -> list[Path]:
+    """Delete the model's row and its job's checkpoint rows; return the folders to remove
+    once that is committed: the weights and the job's checkpoints, when they lie in the
+    jobs folder (a folder the operator registered from elsewhere is not the tenant's to
+    delete)."""
+    from tailorml.platform.db.models import Checkpoint, Job
 
     row = session.get(Model, model_id)
     if row is None or row.tenant_id != tenant_id:
         raise _not_found(model_id)
+    jobs_dir = settings.jobs_dir.resolve()
+    folders = []
     if row.job_id:
         job = session.get(Job, row.job_id)
         if job is not None and job.status in ACTIVE:
             raise ConflictError(f"Model {model_id} still has an active job.")
+        session.execute(delete(Checkpoint).where(Checkpoint.job_id == row.job_id))
+        folders.append(jobs_dir / row.job_id)
+    folders.append(Path(row.path).resolve())
     session.delete(row)
+    return [f for f in folders if f.is_relative_to(jobs_dir) and f != jobs_dir]
 
 
 class ModelResolver:

@@ -1,13 +1,15 @@
-"""/v1/models: the base catalog plus the tenant's fine-tuned models."""
+"""/v1/models: the base catalog plus the tenant's fine-tuned models; deleting one removes its
+weights and its job's checkpoints from disk and from the serving engine."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from fastapi import APIRouter
 
 from tailorml.platform import models as service
-from tailorml.platform.api.deps import ReadSessionDep, SessionDep, TenantDep
+from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -23,6 +25,16 @@ def retrieve_model(model_id: str, session: ReadSessionDep, tenant_id: TenantDep)
 
 
 @router.delete("/{model_id:path}")
-def delete_model(model_id: str, session: SessionDep, tenant_id: TenantDep) -> dict[str, Any]:
-    service.delete_model(session, tenant_id=tenant_id, model_id=model_id)
+def delete_model(
+    model_id: str, session: SessionDep, state: StateDep, tenant_id: TenantDep
+) -> dict[str, Any]:
+    folders = service.delete_model(
+        session, tenant_id=tenant_id, model_id=model_id, settings=state.settings
+    )
+    session.commit()  # the row goes first: a crash now leaves files no id reaches, never an id
+    state.models.forget(model_id)
+    if state.started_serving:
+        state.serving.unload(model_id)
+    for folder in folders:  # its weights and its job's checkpoints
+        shutil.rmtree(folder, ignore_errors=True)
     return {"id": model_id, "object": "model", "deleted": True}
