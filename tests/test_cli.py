@@ -52,3 +52,16 @@ def test_key_create_list_revoke(runner: CliRunner) -> None:
     assert bad.exit_code == 2
     missing = runner.invoke(app, ["admin", "key", "revoke", "ffffffffffffffff"])
     assert missing.exit_code == 2
+
+
+def test_tenant_delete(runner: CliRunner) -> None:
+    assert runner.invoke(app, ["admin", "tenant", "create", "acme"]).exit_code == 0
+    refused = runner.invoke(app, ["admin", "tenant", "delete", "acme"], input="n\n")
+    assert refused.exit_code != 0  # asked, and not confirmed
+    gone = runner.invoke(app, ["admin", "tenant", "delete", "acme", "--yes"])
+    assert gone.exit_code == 0, gone.output
+    assert '"tenant": "acme"' in gone.output and '"api_keys": 1' in gone.output
+    listed = runner.invoke(app, ["admin", "tenant", "list"])
+    assert "acme" not in listed.output
+    again = runner.invoke(app, ["admin", "tenant", "delete", "acme", "--yes"])
+    assert again.exit_code != 0

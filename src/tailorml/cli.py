@@ -139,6 +139,34 @@ def tenant_list() -> None:
     console.print(table)
 
 
+@tenant_cmd.command("delete")
+def tenant_delete(
+    name: Annotated[str, typer.Argument(help="The tenant's name or id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a tenant and everything of it (database rows and stored bytes); print a report."""
+    import json
+    import shutil
+
+    from tailorml.platform.db.engine import session_scope
+    from tailorml.platform.storage import LocalStorage
+    from tailorml.platform.tenants import delete_tenant
+
+    if not yes:
+        typer.confirm(f"Delete tenant {name} and all of its data?", abort=True)
+    settings = Settings()
+    try:
+        with session_scope(_sessions(settings)) as s:
+            report, folders = delete_tenant(
+                s, name_or_id=name, settings=settings, storage=LocalStorage(settings.data_dir)
+            )
+    except TailorError as exc:
+        _fail(exc)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(json.dumps(report, indent=2))
+
+
 @key_cmd.command("create")
 def key_create(
     tenant: Annotated[

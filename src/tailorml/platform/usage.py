@@ -184,6 +184,13 @@ class UsageRecorder:
             counts.completion_tokens += completion_tokens
         self._start()
 
+    def drop_tenant(self, tenant_id: str) -> None:
+        """Forget what is counted for a deleted tenant and not written yet."""
+        with self._lock:
+            for key in [k for k in self._pending if k[0] == tenant_id]:
+                del self._pending[key]
+            self._dirty_storage.discard(tenant_id)
+
     def touch_storage(self, tenant_id: str) -> None:
         """Measure this tenant's storage at the next flush (after an upload or a deletion)."""
         with self._lock:

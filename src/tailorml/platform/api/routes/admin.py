@@ -1,4 +1,5 @@
-"""/admin: tenants and keys, for the platform operator (admin key only).
+"""/admin: tenants and keys, for the platform operator (admin key only). Deleting a tenant
+removes everything of it (``platform/tenants.py``) and answers a deletion report.
 
 Key rotation without downtime: ``POST /admin/tenants/{tenant}/keys`` makes a new key while
 the old one keeps working; once clients use the new one, ``POST /admin/keys/{key}/revoke``.
@@ -6,6 +7,7 @@ the old one keeps working; once clients use the new one, ``POST /admin/keys/{key
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from fastapi import APIRouter
@@ -13,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tailorml.platform import auth
+from tailorml.platform import auth, tenants
 from tailorml.platform.api.deps import AdminDep, ReadSessionDep, SessionDep, StateDep
 from tailorml.platform.db.models import ApiKey, Tenant
 from tailorml.platform.key_scopes import SCOPES
@@ -43,6 +45,24 @@ def create_tenant(
 def list_tenants(session: ReadSessionDep, _: AdminDep) -> dict[str, Any]:
     rows = session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.name))
     return {"object": "list", "data": [tenant_object(t) for t in rows]}
+
+
+@router.delete("/tenants/{tenant}")
+def delete_tenant(tenant: str, session: SessionDep, state: StateDep, _: AdminDep) -> dict[str, Any]:
+    """Everything of the tenant, from the database and storage (``platform/tenants.py``)."""
+    report, folders = tenants.delete_tenant(
+        session, name_or_id=tenant, settings=state.settings, storage=state.storage
+    )
+    session.commit()  # rows first: a crash now leaves bytes no id reaches, never an id
+    for model_id in report["removed"]["models"]:
+        state.models.forget(model_id)
+        if state.started_serving:
+            state.serving.unload(model_id)
+    state.quotas.forget(report["tenant_id"])
+    state.usage.drop_tenant(report["tenant_id"])
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return report
 
 
 class KeyCreate(BaseModel):
