@@ -22,7 +22,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 FIXTURES = REPO / "tests" / "fixtures" / "datasets"
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"  # going: tests move to FIXTURES
 PG_ADMIN_URL = os.environ.get(
     "TAILOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -41,14 +40,6 @@ def fixture_dataset(*parts: str) -> Path:
             "(scripts/build_test_fixtures.py rebuilds it)",
             pytrace=False,
         )
-    return path
-
-
-def shared_dataset(*parts: str) -> Path:
-    """A file of ../shared/datasets, or skip the test saying what is missing."""
-    path = SHARED_DATASETS.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared datasets are not beside this checkout")
     return path
 
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import json
-
 from tailorml.records import ChatRecord, ClassificationRecord, Message
-from tests.conftest import shared_dataset
+from tests import fixture_data
 
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant"}
 
 
-def sst2_records(split: str, n: int) -> list[ClassificationRecord]:
-    """The first ``n`` rows of SST-2 ``train`` or ``dev`` as classification records."""
-    with open(shared_dataset("sst2", f"{split}.tsv"), encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))[:n]
-    return [ClassificationRecord(r["text_a"].strip(), r["label"]) for r in rows]
+def spam_records(split: str, n: int) -> list[ClassificationRecord]:
+    """The first ``n`` e-mails of the SpamAssassin ``train`` or ``dev`` split, ``ham``/``spam``."""
+    return [ClassificationRecord(t, label) for label, t in fixture_data.spam_rows(split)[:n]]
 
 
 def glaive_chats(n: int | None = None, max_chars: int | None = None) -> list[ChatRecord]:
@@ -25,9 +20,8 @@ def glaive_chats(n: int | None = None, max_chars: int | None = None) -> list[Cha
     can use a small max_length without cutting every reply off.
     """
     chats = []
-    path = shared_dataset("chat_sharegpt", "glaive_toolcall_en_demo.jsonl")
-    for line in path.read_text(encoding="utf-8").splitlines():
-        turns = json.loads(line)["conversations"]
+    for record in fixture_data.glaive_records():
+        turns = record["conversations"]
         size = sum(len(t["value"]) for t in turns)
         if max_chars is not None and size > max_chars:
             continue

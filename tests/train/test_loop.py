@@ -12,7 +12,7 @@ from tailorml.errors import InvalidRequestError, JobCancelledError
 from tailorml.train.checkpoints import list_checkpoints
 from tailorml.train.loop import TrainSpec, train
 
-from .conftest import EventLog, glaive_chats, sst2_records
+from .conftest import EventLog, glaive_chats, spam_records
 
 METRIC_KEYS = {
     "type",
@@ -65,12 +65,12 @@ class StopAfter:
 
 def test_events_and_outputs(tiny_encoder, tmp_path):
     events, saved = EventLog(), []
-    records = sst2_records("train", 60)
+    records = spam_records("train", 60)
     result = train(
         cls_spec(),
         tiny_encoder,
         records,
-        sst2_records("dev", 20),
+        spam_records("dev", 20),
         tmp_path,
         on_event=events,
         on_checkpoint=saved.append,
@@ -101,7 +101,7 @@ def test_events_and_outputs(tiny_encoder, tmp_path):
         "base": tiny_encoder.name,
         "base_path": str(tiny_encoder.path),
         "architecture": "encoder",
-        "labels": ["0", "1"],
+        "labels": ["ham", "spam"],
         "context_length": 512,
         "max_length": 512,
         "version": 1,
@@ -137,7 +137,7 @@ def final_weights(model_dir) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("kind", ["classification-full", "chat-lora"])
 def test_resume_equals_an_uninterrupted_run(kind, tiny_encoder, tiny_decoder, tmp_path):
     if kind == "classification-full":
-        spec, base, records = cls_spec(), tiny_encoder, sst2_records("train", 60)
+        spec, base, records = cls_spec(), tiny_encoder, spam_records("train", 60)
         stop_at, resume_step = 6, 4
     else:
         spec, base, records = chat_spec(), tiny_decoder, glaive_chats(12, max_chars=400)
@@ -190,7 +190,7 @@ def test_resume_equals_an_uninterrupted_run(kind, tiny_encoder, tiny_decoder, tm
 
 
 def test_resume_with_another_spec_is_refused(tiny_encoder, tmp_path):
-    records = sst2_records("train", 60)
+    records = spam_records("train", 60)
     train(cls_spec(), tiny_encoder, records, None, tmp_path, on_event=EventLog())
     checkpoint = list_checkpoints(tmp_path / "checkpoints")[-1]
     with pytest.raises(InvalidRequestError, match="batch_size"):
@@ -211,7 +211,7 @@ def test_cancellation_stops_within_one_step(tiny_encoder, tmp_path):
         train(
             cls_spec(),
             tiny_encoder,
-            sst2_records("train", 60),
+            spam_records("train", 60),
             None,
             tmp_path,
             on_event=events,
@@ -227,7 +227,7 @@ def test_cancellation_before_the_first_step(tiny_encoder, tmp_path):
         train(
             cls_spec(),
             tiny_encoder,
-            sst2_records("train", 60),
+            spam_records("train", 60),
             None,
             tmp_path,
             on_event=events,
@@ -239,7 +239,7 @@ def test_cancellation_before_the_first_step(tiny_encoder, tmp_path):
 def test_wrong_task_for_the_base_is_refused(tiny_decoder, tmp_path):
     with pytest.raises(InvalidRequestError, match="pick a base model for classification"):
         train(
-            cls_spec(), tiny_decoder, sst2_records("train", 20), None, tmp_path, on_event=EventLog()
+            cls_spec(), tiny_decoder, spam_records("train", 20), None, tmp_path, on_event=EventLog()
         )
 
 
@@ -251,6 +251,6 @@ def test_records_of_another_task_are_refused(tiny_encoder, tmp_path):
 def test_invalid_spec_lists_every_problem(tiny_encoder, tmp_path):
     spec = cls_spec(n_epochs=0, learning_rate=0.0, valid_fraction=1.5)
     with pytest.raises(InvalidRequestError) as info:
-        train(spec, tiny_encoder, sst2_records("train", 20), None, tmp_path, on_event=EventLog())
+        train(spec, tiny_encoder, spam_records("train", 20), None, tmp_path, on_event=EventLog())
     message = info.value.message
     assert "n_epochs" in message and "learning_rate" in message and "valid_fraction" in message

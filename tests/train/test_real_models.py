@@ -9,14 +9,14 @@ from tailorml.models.sources import materialize
 from tailorml.train.hyperparams import resolve_hyperparameters
 from tailorml.train.loop import TrainSpec, train
 
-from .conftest import EventLog, glaive_chats, sst2_records
+from .conftest import EventLog, glaive_chats, spam_records
 
 pytestmark = pytest.mark.slow
 
 
-def test_minilm_full_fine_tune_on_sst2(tmp_path):
+def test_minilm_full_fine_tune_on_spam(tmp_path):
     base = materialize("minilm-l6", tmp_path / "cache")
-    records, dev = sst2_records("train", 200), sst2_records("dev", 100)
+    records, dev = spam_records("train", 200), spam_records("dev", 100)
     hp = resolve_hyperparameters(
         task="classification", method="full", n_train=len(records), n_epochs=2
     )
