@@ -23,6 +23,7 @@ METRIC_KEYS = {
     "valid_loss",
     "valid_accuracy",
     "learning_rate",
+    "trained_tokens",
 }
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tailorml.errors import ConflictError
+from tailorml.platform import idempotency
 from tailorml.platform.auth import get_tenant
 from tailorml.platform.db.models import (
     ApiKey,
@@ -83,6 +84,7 @@ def delete_tenant(
     for table in (Model, File, ApiKey, TenantQuota, UsageBucket):
         session.execute(delete(table).where(table.tenant_id == tenant.id))
     session.execute(delete(Job).where(Job.tenant_id == tenant.id))
+    idempotency.forget_tenant(session, tenant.id)
     session.execute(delete(RateCounter).where(RateCounter.key.startswith(f"{tenant.id}:")))
     session.execute(delete(Tenant).where(Tenant.id == tenant.id))
     jobs_dir = settings.jobs_dir.resolve()

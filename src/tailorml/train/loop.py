@@ -241,6 +241,7 @@ def train(
                 "train_loss": None,
                 **state.base_metrics,
                 "learning_rate": scheduler.get_last_lr()[0],
+                "trained_tokens": 0,
             }
         )
     else:

@@ -185,3 +185,16 @@ class RateCounter(Base):
     __tablename__ = "rate_counters"
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     tat: Mapped[float] = mapped_column(Float)
+
+
+class IdempotencyKey(Base):
+    """The answer to a creating request sent with an ``Idempotency-Key`` header
+    (``platform/idempotency.py``), kept for a day so a retry gets the same object."""
+
+    __tablename__ = "idempotency_keys"
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(64))  # "POST /v1/files"
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request's content
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(Integer, default=now, index=True)

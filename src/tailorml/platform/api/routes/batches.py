@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tailorml.platform import batches as service
 from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
+from tailorml.platform.api.idempotent import IdempotencyKeyDep, create_once
 from tailorml.platform.api.protocol import MAX_ID_CHARS, MAX_METADATA_PAIRS
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -24,19 +25,33 @@ class BatchCreate(BaseModel):
 
 @router.post("")
 def create_batch(
-    body: BatchCreate, session: SessionDep, state: StateDep, tenant_id: TenantDep
+    body: BatchCreate,
+    session: SessionDep,
+    state: StateDep,
+    tenant_id: TenantDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> dict[str, Any]:
-    job = service.create_batch(
+    return create_once(
         session,
+        response,
         tenant_id=tenant_id,
-        settings=state.settings,
-        storage=state.storage,
-        input_file_id=body.input_file_id,
-        endpoint=body.endpoint,
-        completion_window=body.completion_window,
-        metadata=body.metadata,
+        key=idempotency_key,
+        endpoint="POST /v1/batches",
+        content=body.model_dump(),
+        create=lambda: service.batch_object(
+            service.create_batch(
+                session,
+                tenant_id=tenant_id,
+                settings=state.settings,
+                storage=state.storage,
+                input_file_id=body.input_file_id,
+                endpoint=body.endpoint,
+                completion_window=body.completion_window,
+                metadata=body.metadata,
+            )
+        ),
     )
-    return service.batch_object(job)
 
 
 @router.get("")

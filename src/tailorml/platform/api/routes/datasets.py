@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tailorml.platform import datasets as service
 from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
+from tailorml.platform.api.idempotent import IdempotencyKeyDep, create_once
 from tailorml.platform.fine_tuning import event_object, list_events
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -32,12 +33,27 @@ class DatasetCreate(BaseModel):
 
 @router.post("")
 def create_dataset(
-    body: DatasetCreate, session: SessionDep, state: StateDep, tenant_id: TenantDep
+    body: DatasetCreate,
+    session: SessionDep,
+    state: StateDep,
+    tenant_id: TenantDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> dict[str, Any]:
-    job = service.create_dataset(
-        session, tenant_id=tenant_id, settings=state.settings, body=body.model_dump()
+    content = body.model_dump()
+    return create_once(
+        session,
+        response,
+        tenant_id=tenant_id,
+        key=idempotency_key,
+        endpoint="POST /v1/datasets",
+        content=content,
+        create=lambda: service.dataset_object(
+            service.create_dataset(
+                session, tenant_id=tenant_id, settings=state.settings, body=content
+            )
+        ),
     )
-    return service.dataset_object(job)
 
 
 @router.get("")

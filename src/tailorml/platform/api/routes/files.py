@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, UploadFile
+from fastapi import APIRouter, Form, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from tailorml.platform import files as service
+from tailorml.platform import idempotency
 from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
+from tailorml.platform.api.idempotent import IdempotencyKeyDep
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -30,7 +32,10 @@ def upload_file(
     tenant_id: TenantDep,
     file: UploadFile,
     purpose: Annotated[str, Form()],
+    response: Response,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> dict[str, Any]:
+    key = idempotency.check_key(idempotency_key)
     row = service.create_file(
         session,
         tenant_id=tenant_id,
@@ -40,7 +45,38 @@ def upload_file(
         chunks=_chunks(file),
         max_bytes=state.settings.max_upload_bytes,
     )
-    return service.file_object(row)
+    if key is None:
+        return service.file_object(row)
+    # The content is known only once stored, so a retry's bytes are stored, compared, dropped.
+    endpoint, digest = (
+        "POST /v1/files",
+        idempotency.fingerprint(
+            {"filename": file.filename, "purpose": purpose, "sha256": row.sha256}
+        ),
+    )
+    try:
+        stored = idempotency.replay(
+            session, tenant_id=tenant_id, key=key, endpoint=endpoint, digest=digest
+        )
+        if stored is None:
+            answer = service.file_object(row)
+            idempotency.remember(
+                session,
+                tenant_id=tenant_id,
+                key=key,
+                endpoint=endpoint,
+                digest=digest,
+                response=answer,
+            )
+            return answer
+    except Exception:  # the request fails: its bytes go with it
+        state.storage.delete(row.storage_key)
+        raise
+    session.delete(row)
+    session.flush()
+    state.storage.delete(row.storage_key)
+    response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return stored
 
 
 @router.get("")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from tailorml.platform import fine_tuning as service
 from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
+from tailorml.platform.api.idempotent import IdempotencyKeyDep, create_once
 from tailorml.platform.api.protocol import FineTuningJobCreate
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
@@ -15,16 +16,31 @@ router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 @router.post("")
 def create_job(
-    body: FineTuningJobCreate, session: SessionDep, state: StateDep, tenant_id: TenantDep
+    body: FineTuningJobCreate,
+    session: SessionDep,
+    state: StateDep,
+    tenant_id: TenantDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> dict[str, Any]:
-    job = service.create_job(
+    content = body.model_dump(exclude_none=True)
+    return create_once(
         session,
+        response,
         tenant_id=tenant_id,
-        settings=state.settings,
-        storage=state.storage,
-        body=body.model_dump(exclude_none=True),
+        key=idempotency_key,
+        endpoint="POST /v1/fine_tuning/jobs",
+        content=content,
+        create=lambda: service.job_object(
+            service.create_job(
+                session,
+                tenant_id=tenant_id,
+                settings=state.settings,
+                storage=state.storage,
+                body=content,
+            )
+        ),
     )
-    return service.job_object(job)
 
 
 @router.get("")
