@@ -12,8 +12,9 @@ tailor data run RECIPE ...    a data-preparation recipe over local files
 
 from __future__ import annotations
 
-import logging
 import signal
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,10 +34,12 @@ admin = typer.Typer(help="Operator commands: tenants, keys, quotas, usage.", no_
 tenant_cmd = typer.Typer(help="Create and list tenants.", no_args_is_help=True)
 key_cmd = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 db_cmd = typer.Typer(help="Database schema.", no_args_is_help=True)
+audit_cmd = typer.Typer(help="Export and verify the audit log.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 admin.add_typer(tenant_cmd, name="tenant")
 admin.add_typer(key_cmd, name="key")
 admin.add_typer(quota_cmd, name="quota")
+admin.add_typer(audit_cmd, name="audit")
 admin.command("usage")(usage_report_command)
 app.add_typer(db_cmd, name="db")
 console = Console()
@@ -49,6 +52,29 @@ def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     return make_sessionmaker(engine)
+
+
+def _audited(session, action: str, resource: str, tenant_id: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Record an operator command in the operator's audit chain, in the change's transaction."""
+    import getpass
+    import socket
+
+    from tailorml.platform import audit
+
+    audit.append(
+        session,
+        audit.Entry(
+            chain=audit.OPERATOR_CHAIN,
+            action=f"cli.{action}",
+            method="CLI",
+            path=" ".join(["tailor", *sys.argv[1:4]])[:512],
+            status=0,
+            tenant_id=tenant_id,
+            role="cli",
+            key_id=f"{getpass.getuser()}@{socket.gethostname()}"[:40],
+            resource=resource,
+        ),
+    )
 
 
 def _fail(exc: TailorError) -> None:
@@ -95,10 +121,11 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run one worker: claim queued jobs from the database and run them."""
+    from tailorml.platform import logs
     from tailorml.platform.jobs.worker import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings()
+    logs.configure(settings.log_format)
     _sessions(settings)
     run_worker(settings)
 
@@ -116,6 +143,7 @@ def tenant_create(
         with session_scope(_sessions(settings)) as s:
             tenant = auth.create_tenant(s, name=name)
             key = auth.create_key(s, secret=settings.secret(), tenant=tenant, name="default")
+            _audited(s, "tenant_create", tenant.id)
     except TailorError as exc:
         _fail(exc)
     console.print(
@@ -160,11 +188,38 @@ def tenant_delete(
             report, folders = delete_tenant(
                 s, name_or_id=name, settings=settings, storage=LocalStorage(settings.data_dir)
             )
+            _audited(s, "tenant_delete", report["tenant_id"])
     except TailorError as exc:
         _fail(exc)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps(report, indent=2))
+
+
+def _set_disabled(name: str, disabled: bool) -> None:
+    from tailorml.platform.db.engine import session_scope
+    from tailorml.platform.tenants import set_disabled
+
+    try:
+        with session_scope(_sessions(Settings())) as s:
+            tenant = set_disabled(s, name_or_id=name, disabled=disabled)
+            _audited(s, "tenant_disable" if disabled else "tenant_enable", tenant.id)
+            tenant_name = tenant.name
+    except TailorError as exc:
+        _fail(exc)
+    console.print(f"tenant {tenant_name} {'disabled' if disabled else 'enabled'}")
+
+
+@tenant_cmd.command("disable")
+def tenant_disable(name: Annotated[str, typer.Argument(help="The tenant's name or id.")]) -> None:
+    """Refuse the tenant's keys (403 tenant_disabled) and hold its queued jobs; reversible."""
+    _set_disabled(name, True)
+
+
+@tenant_cmd.command("enable")
+def tenant_enable(name: Annotated[str, typer.Argument(help="The tenant's name or id.")]) -> None:
+    """Accept the tenant's keys again and let its queued jobs run."""
+    _set_disabled(name, False)
 
 
 @key_cmd.command("create")
@@ -207,6 +262,7 @@ def key_create(
                 scope=scope,
                 expires_in_days=expires_in_days,
             )
+            _audited(s, "key_create", key.split("-")[1], row.id if row else None)
     except TailorError as exc:
         _fail(exc)
     print(key)
@@ -258,9 +314,67 @@ def key_revoke(
     try:
         with session_scope(_sessions(Settings())) as s:
             row = auth.revoke_key(s, prefix=prefix)
+            _audited(s, "key_revoke", row.prefix, row.tenant_id)
     except TailorError as exc:
         _fail(exc)
     console.print(f"revoked tk-{row.prefix}-...")
+
+
+def _chain(session, name: str) -> str:  # type: ignore[no-untyped-def]
+    from tailorml.platform import audit, auth
+
+    return name if name == audit.OPERATOR_CHAIN else auth.get_tenant(session, name_or_id=name).id
+
+
+@audit_cmd.command("export")
+def audit_export(
+    chain: Annotated[str, typer.Argument(help="A tenant's name or id, or 'operator'.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Write JSON lines here (default: stdout).")
+    ] = None,
+) -> None:
+    """Write a chain's audit events as JSON lines, oldest first (keep a copy elsewhere: its
+    last hash must still be found at the same place in the live chain)."""
+    import json
+
+    from tailorml.platform import audit
+    from tailorml.platform.db.engine import session_scope
+
+    handle = out.open("w", encoding="utf-8") if out else sys.stdout
+    count = 0
+    try:
+        with session_scope(_sessions(Settings())) as s:
+            for row in audit.events(s, _chain(s, chain)):
+                handle.write(json.dumps(audit.event_object(row), ensure_ascii=False) + "\n")
+                count += 1
+    except TailorError as exc:
+        _fail(exc)
+    finally:
+        if out:
+            handle.close()
+    if out:
+        console.print(f"{count} events written to {out}")
+
+
+@audit_cmd.command("verify")
+def audit_verify(
+    chain: Annotated[str, typer.Argument(help="A tenant's name or id, or 'operator'.")],
+) -> None:
+    """Recompute a chain's hashes; exit 1 naming each edited or missing event."""
+    from tailorml.platform import audit
+    from tailorml.platform.db.engine import session_scope
+
+    try:
+        with session_scope(_sessions(Settings())) as s:
+            result = audit.verify(s, _chain(s, chain))
+    except TailorError as exc:
+        _fail(exc)
+    if result["ok"]:
+        console.print(f"chain {chain}: {result['events']} events, intact")
+        return
+    for problem in result["problems"]:
+        console.print(f"[red]event {problem['seq']}:[/red] {problem['problem']}")
+    raise typer.Exit(1)
 
 
 @db_cmd.command("upgrade")

@@ -23,7 +23,13 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.orm import Session
 
-from tailorml.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
+from tailorml.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from tailorml.platform.db.models import ApiKey, Tenant, now
 from tailorml.platform.key_scopes import check_scope_name
 
@@ -262,6 +268,13 @@ def authenticate(session: Session, *, key: str, secret: str, admin_key: str = ""
         return Principal("admin", None, None, key_id=row.id, last_used_at=row.last_used_at)
     tenant = session.get(Tenant, row.tenant_id)
     assert tenant is not None  # foreign key
+    if tenant.disabled_at is not None:
+        raise PermissionDeniedError(
+            f"The tenant {tenant.name!r} was disabled by the operator at "
+            f"{iso(tenant.disabled_at)}; its keys are refused until the operator enables it "
+            "again (`tailor admin tenant enable`).",
+            code="tenant_disabled",
+        )
     return Principal(
         "tenant",
         tenant.id,

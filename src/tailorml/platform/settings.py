@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     )
     admin_key: str = Field("", description="A key that may call /admin routes (optional).")
     host: str = "127.0.0.1"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object per log line, with its request id."
+    )
     port: int = 8000
 
     max_upload_bytes: int = Field(512 * 1024**2, description="Largest file /v1/files accepts.")

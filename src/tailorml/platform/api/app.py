@@ -10,12 +10,14 @@ from functools import partial
 from fastapi import FastAPI
 
 from tailorml import __version__
+from tailorml.platform.api.audit import AuditMiddleware
 from tailorml.platform.api.deps import authenticate_request
 from tailorml.platform.api.errors import install_error_handlers
 from tailorml.platform.api.guard import GuardLimits, RequestGuard
 from tailorml.platform.api.metrics import MetricsMiddleware
 from tailorml.platform.api.routes import (
     admin,
+    audit,
     batches,
     datasets,
     files,
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         authenticate=partial(authenticate_request, state),
         meter=state.quotas,
     )
+    # Request ids and the audit log, outside the guard so its refusals are audited too.
+    app.add_middleware(AuditMiddleware, sessions=state.sessions, metrics=state.http_metrics)
     # Outermost, so the guard's own refusals (401, 413, 431) are counted too.
     app.add_middleware(MetricsMiddleware, metrics=state.http_metrics)
 
@@ -95,6 +99,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         inference.router,
         batches.router,
         admin.router,
+        audit.router,
+        audit.admin_router,
         health.router,
         metrics.router,
         usage.router,

@@ -41,6 +41,10 @@ class HttpMetrics:
             "tailorml_http_errors", "Error answers by route, status and error code.",
             ("route", "status", "code"), registry=self.registry,
         )  # fmt: skip
+        self.audit_failures = Counter(
+            "tailorml_audit_write_failures", "Audit events that could not be written.",
+            registry=self.registry,
+        )  # fmt: skip
 
 
 class MetricsMiddleware:

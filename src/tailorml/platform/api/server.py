@@ -30,6 +30,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from tailorml.platform import logs
 from tailorml.platform.settings import Settings
 
 # More connections than this answer 503: a client may hold one only for a header timeout
@@ -195,10 +196,17 @@ def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutH11Protocol]:
     return _Protocol
 
 
-def log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration, plus TailorML's own loggers on the same stderr."""
+def log_config(log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging configuration, plus TailorML's own loggers on the same stderr, every
+    line with its request id; in JSON with ``log_format`` "json" (``platform/logs.py``)."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["tailorml"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    parts = logs.handler_config(log_format)
+    config.setdefault("filters", {})["request_id"] = parts["filter"]
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("request_id")
+    if log_format == "json":
+        config["formatters"] = {"default": parts["formatter"], "access": parts["formatter"]}
     return config
 
 
@@ -238,7 +246,9 @@ def run_server(
 ) -> None:
     """Serve ``app`` until a signal stops it (uvicorn re-raises the signal afterwards)."""
     server = uvicorn.Server(
-        server_config(app, settings, host=host, port=port, logging_config=log_config())
+        server_config(
+            app, settings, host=host, port=port, logging_config=log_config(settings.log_format)
+        )
     )
     server.run()
     if not server.started:  # the port was taken, or the app failed to start

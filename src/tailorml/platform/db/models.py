@@ -43,6 +43,8 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("tn_"))
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(Integer, default=now)
+    # Set by an operator: the tenant's keys are refused and its queued jobs wait.
+    disabled_at: Mapped[int | None] = mapped_column(Integer)
 
 
 class ApiKey(Base):
@@ -198,3 +200,33 @@ class IdempotencyKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request's content
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(Integer, default=now, index=True)
+
+
+class AuditEvent(Base):
+    """One audited request in a hash chain (``platform/audit.py``); never updated."""
+
+    __tablename__ = "audit_events"
+    chain: Mapped[str] = mapped_column(String(40), primary_key=True)  # tenant id or "operator"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[int] = mapped_column(BigInteger)  # Unix milliseconds
+    tenant_id: Mapped[str | None] = mapped_column(String(40))
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    resource: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[int] = mapped_column(Integer)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The last event of an audit chain: the lock appends take, and the check on its tail."""
+
+    __tablename__ = "audit_heads"
+    chain: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -167,7 +167,11 @@ def _tenants_in_turn(session: Session, t: float, kinds: list[str] | None) -> lis
             func.max(Job.priority).label("top_priority"),
             func.min(Job.created_at).label("oldest"),
         )
-        .where(_runnable(t, kinds))
+        .where(
+            _runnable(t, kinds),
+            # A disabled tenant's jobs wait until an operator enables it again.
+            Job.tenant_id.not_in(select(Tenant.id).where(Tenant.disabled_at.is_not(None))),
+        )
         .group_by(Job.tenant_id)
         .subquery()
     )

@@ -29,7 +29,13 @@ class TenantCreate(BaseModel):
 
 
 def tenant_object(t: Tenant) -> dict[str, Any]:
-    return {"id": t.id, "object": "tenant", "name": t.name, "created_at": t.created_at}
+    return {
+        "id": t.id,
+        "object": "tenant",
+        "name": t.name,
+        "created_at": t.created_at,
+        "disabled_at": t.disabled_at,
+    }
 
 
 @router.post("/tenants")
@@ -63,6 +69,17 @@ def delete_tenant(tenant: str, session: SessionDep, state: StateDep, _: AdminDep
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     return report
+
+
+@router.post("/tenants/{tenant}/disable")
+def disable_tenant(tenant: str, session: SessionDep, _: AdminDep) -> dict[str, Any]:
+    """Refuse the tenant's keys (403 tenant_disabled) and hold its queued jobs; reversible."""
+    return tenant_object(tenants.set_disabled(session, name_or_id=tenant, disabled=True))
+
+
+@router.post("/tenants/{tenant}/enable")
+def enable_tenant(tenant: str, session: SessionDep, _: AdminDep) -> dict[str, Any]:
+    return tenant_object(tenants.set_disabled(session, name_or_id=tenant, disabled=False))
 
 
 class KeyCreate(BaseModel):

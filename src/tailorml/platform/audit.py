@@ -1,0 +1,193 @@
+"""The audit log: who did what, when, from where; append-only, hash-chained, exportable.
+
+Every change and every read of tenant data through the API is one ``AuditEvent`` (the
+middleware in ``platform/api/audit.py`` decides which requests, and writes the event as soon
+as the answer is sent; operator commands write theirs in the change's own transaction).
+Events form one chain per
+tenant, plus an ``operator`` chain for admin requests and refused callers: each event holds
+the hash of the one before it and its own hash over its fields, and the chain's head
+(``AuditHead``) holds the last sequence number and hash. ``verify`` recomputes the chain, so
+an edited row (its hash no longer matches), a removed row (a gap in the sequence, or a
+``prev_hash`` that does not match) and a removed tail (the head is ahead of the last row) are
+all found. The head row is also the lock that orders appends across API processes: ``SELECT
+... FOR UPDATE`` on PostgreSQL; on SQLite every write transaction is already exclusive.
+
+What this does not stop: someone with write access to the database who rewrites a whole
+chain and its head. Exported chains (``tailor admin audit export``) kept elsewhere detect
+that too: their last hash must appear in the live chain at the same sequence number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tailorml.platform.db.engine import session_scope
+from tailorml.platform.db.models import AuditEvent, AuditHead
+
+OPERATOR_CHAIN = "operator"
+GENESIS = "0" * 64
+# The fields each event's hash covers, in this order (changing it changes every hash).
+HASHED = (
+    "chain",
+    "seq",
+    "at",
+    "tenant_id",
+    "key_id",
+    "role",
+    "action",
+    "method",
+    "path",
+    "resource",
+    "status",
+    "ip",
+    "request_id",
+    "prev_hash",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event to append (what the middleware knows about a request)."""
+
+    chain: str
+    action: str
+    method: str
+    path: str
+    status: int
+    tenant_id: str | None = None
+    key_id: str | None = None
+    role: str | None = None
+    resource: str | None = None
+    ip: str | None = None
+    request_id: str | None = None
+
+
+def event_hash(fields: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        [fields.get(name) for name in HASHED], separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _fields(row: AuditEvent) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in HASHED}
+
+
+def append(session: Session, entry: Entry, *, at_ms: int | None = None) -> AuditEvent:
+    """Append one event to its chain in ``session``'s transaction (committed by the caller)."""
+    head = session.scalars(
+        select(AuditHead).where(AuditHead.chain == entry.chain).with_for_update()
+    ).one_or_none()
+    if head is None:
+        head = AuditHead(chain=entry.chain, seq=0, hash=GENESIS)
+        with session.begin_nested():  # another process may create the same head meanwhile
+            session.add(head)
+    row = AuditEvent(
+        chain=entry.chain,
+        seq=head.seq + 1,
+        at=at_ms if at_ms is not None else int(time.time() * 1000),
+        tenant_id=entry.tenant_id,
+        key_id=entry.key_id,
+        role=entry.role,
+        action=entry.action[:64],
+        method=entry.method[:8],
+        path=entry.path[:512],
+        resource=(entry.resource or None) and entry.resource[:255],
+        status=entry.status,
+        ip=(entry.ip or None) and entry.ip[:64],
+        request_id=(entry.request_id or None) and entry.request_id[:64],
+        prev_hash=head.hash,
+    )
+    row.hash = event_hash(_fields(row))
+    session.add(row)
+    head.seq, head.hash = row.seq, row.hash
+    session.flush()
+    return row
+
+
+def record(factory: sessionmaker[Session], entry: Entry, *, attempts: int = 3) -> AuditEvent:
+    """Append in a transaction of its own; retried when a first event of a new chain raced."""
+    for attempt in range(attempts):
+        try:
+            with session_scope(factory) as session:
+                row = append(session, entry)
+                session.expunge(row)
+                return row
+        except IntegrityError:
+            if attempt + 1 == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def event_object(row: AuditEvent) -> dict[str, Any]:
+    return {
+        "object": "audit_event",
+        "id": f"{row.chain}:{row.seq}",
+        "created_at": row.at // 1000,
+        **{name: getattr(row, name) for name in HASHED},
+        "hash": row.hash,
+    }
+
+
+def events(
+    session: Session, chain: str, *, after: int = 0, limit: int | None = None
+) -> Iterator[AuditEvent]:
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.chain == chain, AuditEvent.seq > after)
+        .order_by(AuditEvent.seq)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    yield from session.scalars(query)
+
+
+def verify(session: Session, chain: str) -> dict[str, Any]:
+    """Recompute the chain: ``{"chain", "events", "ok", "problems": [...]}`` (at most 20)."""
+    problems: list[dict[str, Any]] = []
+    expected_prev, expected_seq, count = GENESIS, 1, 0
+    for row in session.scalars(
+        select(AuditEvent).where(AuditEvent.chain == chain).order_by(AuditEvent.seq)
+    ).yield_per(1000):
+        count += 1
+        if row.seq != expected_seq:
+            problems.append(
+                {"seq": expected_seq, "problem": f"events {expected_seq}..{row.seq - 1} missing"}
+            )
+        elif row.prev_hash != expected_prev:
+            problems.append({"seq": row.seq, "problem": "does not follow the event before it"})
+        if event_hash(_fields(row)) != row.hash:
+            problems.append({"seq": row.seq, "problem": "edited: its hash does not match"})
+        expected_prev, expected_seq = row.hash, row.seq + 1
+        if len(problems) >= 20:
+            break
+    head = session.get(AuditHead, chain)
+    if head is not None and len(problems) < 20:
+        if head.seq != expected_seq - 1:
+            problems.append(
+                {"seq": expected_seq, "problem": f"events {expected_seq}..{head.seq} missing"}
+            )
+        elif head.hash != expected_prev:
+            problems.append({"seq": head.seq, "problem": "the chain's head does not match"})
+    elif head is None and count:
+        problems.append({"seq": 0, "problem": "the chain's head is missing"})
+    return {"chain": chain, "events": count, "ok": not problems, "problems": problems}
+
+
+def forget_chain(session: Session, chain: str) -> int:
+    """Remove a deleted tenant's chain (its deletion stays recorded in the operator chain)."""
+    removed = session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.chain == chain)
+    )
+    session.execute(delete(AuditEvent).where(AuditEvent.chain == chain))
+    session.execute(delete(AuditHead).where(AuditHead.chain == chain))
+    return int(removed or 0)
