@@ -6,14 +6,16 @@ authenticates before reading it); storage checks the file's own size again.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Response, UploadFile
+from fastapi import APIRouter, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from tailorml.platform import files as service
-from tailorml.platform import idempotency
+from tailorml.platform import idempotency, lineage
+from tailorml.platform import models as models_service
 from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
 from tailorml.platform.api.idempotent import IdempotencyKeyDep
 
@@ -104,10 +106,34 @@ def file_content(
     )
 
 
+@router.get("/{file_id}/lineage")
+def file_lineage(file_id: str, session: ReadSessionDep, tenant_id: TenantDep) -> dict[str, Any]:
+    """What was derived from the file (TailorML extension): datasets, their output files,
+    fine-tuning jobs and models; what ``DELETE`` would delete or leave."""
+    service.get_file(session, tenant_id=tenant_id, file_id=file_id)
+    return lineage.derived_from_file(session, tenant_id=tenant_id, file_id=file_id).to_object()
+
+
 @router.delete("/{file_id}")
 def delete_file(
-    file_id: str, session: SessionDep, state: StateDep, tenant_id: TenantDep
+    file_id: str,
+    session: SessionDep,
+    state: StateDep,
+    tenant_id: TenantDep,
+    derived_models: Literal["keep", "delete"] = Query(
+        "keep",
+        description="`delete` also deletes the models trained on this file or on what was "
+        "derived from it (weights and checkpoints); `keep` leaves them and lists them.",
+    ),
 ) -> dict[str, Any]:
+    service.get_file(session, tenant_id=tenant_id, file_id=file_id)
+    derived = lineage.derived_from_file(session, tenant_id=tenant_id, file_id=file_id)
+    folders = []
+    if derived_models == "delete":
+        for model_id in derived.models:
+            folders += models_service.delete_model(
+                session, tenant_id=tenant_id, model_id=model_id, settings=state.settings
+            )
     service.delete_file(
         session,
         tenant_id=tenant_id,
@@ -115,4 +141,20 @@ def delete_file(
         file_id=file_id,
         settings=state.settings,
     )
-    return {"id": file_id, "object": "file", "deleted": True}
+    if derived_models == "delete" and derived.models:
+        session.commit()  # rows first: a crash now leaves bytes no id reaches, never an id
+        for model_id in derived.models:
+            state.models.forget(model_id)
+            if state.started_serving:
+                state.serving.unload(model_id)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+    deleted = derived.models if derived_models == "delete" else []
+    return {
+        "id": file_id,
+        "object": "file",
+        "deleted": True,
+        "derived": derived.to_object(),
+        "models_deleted": deleted,
+        "models_kept": [m for m in derived.models if m not in deleted],
+    }

@@ -10,6 +10,8 @@ from fastapi import APIRouter
 
 from tailorml.platform import models as service
 from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
+from tailorml.platform.db.models import Model
+from tailorml.platform.lineage import model_sources
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -21,7 +23,12 @@ def list_models(session: ReadSessionDep, tenant_id: TenantDep) -> dict[str, Any]
 
 @router.get("/{model_id:path}")
 def retrieve_model(model_id: str, session: ReadSessionDep, tenant_id: TenantDep) -> dict[str, Any]:
-    return service.get_model_object(session, tenant_id=tenant_id, model_id=model_id)
+    """The model; a fine-tuned one also names what it was trained from (``trained_from``)."""
+    item = service.get_model_object(session, tenant_id=tenant_id, model_id=model_id)
+    row = session.get(Model, model_id)
+    if row is not None and row.tenant_id == tenant_id:
+        item = {**item, "trained_from": model_sources(session, tenant_id=tenant_id, model=row)}
+    return item
 
 
 @router.delete("/{model_id:path}")
