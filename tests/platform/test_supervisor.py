@@ -96,7 +96,11 @@ def test_a_crash_loop_is_stopped_and_logged(caplog: pytest.LogCaptureFixture) ->
             assert sup.snapshot()["alive"] == 0
         finally:
             sup.stop()
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    errors = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.ERROR and r.name == "tailorml.supervisor"
+    ]
     assert len(errors) == 1
     assert "crash loop" in errors[0] and "exit code 3" in errors[0]
     assert "tailor worker" in errors[0]
