@@ -15,6 +15,7 @@ from tailorml.platform.api.deps import authenticate_request
 from tailorml.platform.api.errors import install_error_handlers
 from tailorml.platform.api.guard import GuardLimits, RequestGuard
 from tailorml.platform.api.metrics import MetricsMiddleware
+from tailorml.platform.api.openapi import install_openapi
 from tailorml.platform.api.routes import (
     admin,
     audit,
@@ -107,5 +108,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         usage.admin_router,
     ):
         app.include_router(router)
-
+    install_openapi(app)  # errors documented as they are answered (400, not 422)
     return app
