@@ -51,8 +51,12 @@ def _graph(client, acme, settings, adapters, tag: str) -> dict[str, str]:  # typ
 
 
 def test_what_was_derived_and_what_a_model_came_from(
-    client, acme, globex, settings, adapters
-) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    client,
+    acme,
+    globex,
+    settings,
+    adapters,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
     g = _graph(client, acme, settings, adapters, "a")
     derived = client.get(f"/v1/files/{g['upload']}/lineage", headers=acme).json()
     assert derived == {
@@ -77,8 +81,11 @@ def test_what_was_derived_and_what_a_model_came_from(
 
 
 def test_deleting_a_file_keeps_or_deletes_what_was_trained_on_it(
-    client, acme, settings, adapters
-) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    client,
+    acme,
+    settings,
+    adapters,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
     g = _graph(client, acme, settings, adapters, "b")
     kept = client.delete(f"/v1/files/{g['upload']}", headers=acme).json()
     assert kept["deleted"] is True and kept["models_deleted"] == []

@@ -24,3 +24,19 @@ def test_a_nul_in_the_url_answers_400(client, acme) -> None:  # type: ignore[no-
         res = client.get(url, headers=acme)
         assert res.status_code == 400, res.text
         assert res.json()["error"]["code"] == "invalid_url"
+
+
+def test_a_nul_in_a_json_string_answers_400_before_the_database(client, acme) -> None:  # type: ignore[no-untyped-def]
+    """Found by schemathesis (tests/platform/api/test_schema.py): ``"files": ["P\\u0000"]`` on
+    POST /v1/datasets reached a PostgreSQL lookup and answered 500."""
+    for body in ('{"files": ["file-\\u0000x"], "recipe": "clean"}',
+                 '{"model": "m\\u0000", "training_file": "file-1"}'):  # fmt: skip
+        for path in ("/v1/datasets", "/v1/fine_tuning/jobs"):
+            res = client.post(path, headers={**acme, "Content-Type": "application/json"},
+                              content=body)  # fmt: skip
+            assert res.status_code == 400, res.text
+            assert res.json()["error"]["code"] == "invalid_json"
+    # An escaped backslash before "u0000" is text, not a NUL: it reaches validation.
+    res = client.post("/v1/fine_tuning/jobs", headers=acme,
+                      json={"model": "m\\u0000", "training_file": "file-1"})  # fmt: skip
+    assert res.status_code in (400, 404) and res.json()["error"]["code"] != "invalid_json"

@@ -114,13 +114,24 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
+# A \u0000 escape: preceded by an even number of backslashes (an odd one escapes the "\").
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def check_json(body: bytes, *, max_depth: int) -> None:
-    """Refuse (400) a JSON body that is not UTF-8 or that nests deeper than ``max_depth``."""
+    """Refuse (400) a JSON body that is not UTF-8, nests deeper than ``max_depth``, or holds
+    a NUL character (no field takes one, and PostgreSQL text cannot store it)."""
     # json.loads would also accept UTF-16 and UTF-32, whose bytes the depth count cannot
     # read; RFC 8259 requires UTF-8 between systems, so refusing the others loses nothing.
     if json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
         raise InvalidRequestError(
             "The JSON body is not UTF-8. Send JSON encoded as UTF-8.", code="invalid_json"
+        )
+    if b"\\u0000" in body and _NUL_ESCAPE.search(body):
+        raise InvalidRequestError(
+            "The JSON body holds a NUL character (\\u0000) in a string; no field accepts "
+            "one. Remove it.",
+            code="invalid_json",
         )
     depth = json_depth(body)
     if depth > max_depth:
