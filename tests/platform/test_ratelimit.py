@@ -236,3 +236,46 @@ def test_a_flood_is_refused_from_memory(client: TestClient, acme: dict[str, str]
     # Two admissions and the first refusal asked the shared counter; the rest were answered
     # from the refusal remembered until its Retry-After.
     assert len(calls) == 3
+
+
+def test_a_tenant_at_its_engine_bound_is_refused_before_its_body_is_read(
+    client: TestClient, acme: dict[str, str], settings: Settings
+) -> None:
+    """The engine's per-tenant concurrency bound is checked in the guard, so a flood past it
+    costs no body parsing, model resolution or tokenizing (benchmarks/serve/overload.py)."""
+    from tailorml.platform.auth import get_tenant
+    from tailorml.platform.db.engine import session_scope
+
+    state = client.app.state.tailor
+    settings.serve_tenant_concurrency = 2
+    engine = state.serving  # started (no model loaded): the pre-check is wired now
+    with session_scope(state.sessions) as s:
+        tenant_id = get_tenant(s, name_or_id="acme").id
+    held = [engine.admission.enter("some-base", tenant_id) for _ in range(2)]
+    read: list[bool] = []
+    sent: list[dict[str, Any]] = []
+    body = json.dumps({"model": "nope", "input": "hi"}).encode()
+
+    async def receive() -> dict[str, Any]:
+        read.append(True)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/embeddings", "raw_path": b"/v1/embeddings",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80), "state": {},
+        "headers": [(b"authorization", acme["Authorization"].encode()),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())],
+    }  # fmt: skip
+    anyio.run(client.app, scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 429 and not read
+    assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
+    assert engine.admission.stats().rejected == {"tenant_concurrency": 1}
+    held[0].release()
+    assert _embed(client, acme).status_code == 404  # under the bound again: on to the route
+    held[1].release()

@@ -38,6 +38,21 @@ def test_a_tenant_over_its_concurrency_is_refused_while_others_go_on() -> None:
     assert admission.stats().rejected == {"tenant_concurrency": 2}
     for ticket in (held[1], other, again):
         ticket.release()
+
+
+def test_a_pre_check_refuses_a_tenant_at_its_bound_without_taking_a_place() -> None:
+    admission = Admission(max_queue=10, tenant_concurrency=2)
+    admission.check_tenant("acme")  # nothing in flight: no refusal, and no ticket taken
+    held = [admission.enter("m", "acme"), admission.enter("m", "acme")]
+    with pytest.raises(RateLimitError) as refused:
+        admission.check_tenant("acme")
+    assert refused.value.code == "rate_limit_exceeded" and refused.value.retry_after >= 1
+    admission.check_tenant("globex")
+    held[0].release()
+    admission.check_tenant("acme")
+    assert admission.stats().by_tenant == {"acme": 1}
+    assert admission.stats().rejected == {"tenant_concurrency": 1}
+    held[1].release()
     assert admission.stats().in_flight == {} and admission.stats().by_tenant == {}
 
 

@@ -1,8 +1,9 @@
 """The audit log: who did what, when, from where; append-only, hash-chained, exportable.
 
 Every change and every read of tenant data through the API is one ``AuditEvent`` (the
-middleware in ``platform/api/audit.py`` decides which requests, and writes the event as soon
-as the answer is sent; operator commands write theirs in the change's own transaction).
+middleware in ``platform/api/audit.py`` decides which requests and hands each event to the
+``AuditWriter`` below, which writes it within milliseconds; operator commands write theirs in
+the change's own transaction).
 Events form one chain per
 tenant, plus an ``operator`` chain for admin requests and refused callers: each event holds
 the hash of the one before it and its own hash over its fields, and the chain's head
@@ -21,8 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tailorml.platform.db.engine import session_scope
 from tailorml.platform.db.models import AuditEvent, AuditHead
 
+log = logging.getLogger("tailorml.audit")
 OPERATOR_CHAIN = "operator"
 GENESIS = "0" * 64
 # The fields each event's hash covers, in this order (changing it changes every hash).
@@ -69,6 +74,7 @@ class Entry:
     resource: str | None = None
     ip: str | None = None
     request_id: str | None = None
+    at_ms: int | None = None  # when it happened; None: when it is appended
 
 
 def event_hash(fields: dict[str, Any]) -> str:
@@ -82,7 +88,7 @@ def _fields(row: AuditEvent) -> dict[str, Any]:
     return {name: getattr(row, name) for name in HASHED}
 
 
-def append(session: Session, entry: Entry, *, at_ms: int | None = None) -> AuditEvent:
+def append(session: Session, entry: Entry) -> AuditEvent:
     """Append one event to its chain in ``session``'s transaction (committed by the caller)."""
     head = session.scalars(
         select(AuditHead).where(AuditHead.chain == entry.chain).with_for_update()
@@ -94,7 +100,7 @@ def append(session: Session, entry: Entry, *, at_ms: int | None = None) -> Audit
     row = AuditEvent(
         chain=entry.chain,
         seq=head.seq + 1,
-        at=at_ms if at_ms is not None else int(time.time() * 1000),
+        at=entry.at_ms if entry.at_ms is not None else int(time.time() * 1000),
         tenant_id=entry.tenant_id,
         key_id=entry.key_id,
         role=entry.role,
@@ -126,6 +132,94 @@ def record(factory: sessionmaker[Session], entry: Entry, *, attempts: int = 3) -
             if attempt + 1 == attempts:
                 raise
     raise AssertionError("unreachable")
+
+
+class AuditWriter:
+    """Appends the API's audit events on a thread of its own, a batch per transaction.
+
+    A request hands its event over and is done: it never waits on the database (a busy
+    SQLite writer would otherwise hold every audited request for its busy timeout). Events
+    are written within milliseconds, in the order they were handed over; a failed write is
+    retried with backoff and counted (``on_failure``), keeping up to ``max_pending`` events
+    (past that the oldest are dropped, and counted). Readers in this process call ``flush``
+    first so they see their own requests; ``close`` writes what is left before the process
+    ends. A process killed outright loses the events it had not written yet.
+    """
+
+    BATCH = 500
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        on_failure: Callable[[int], None] | None = None,
+        max_pending: int = 100_000,
+    ) -> None:
+        self.factory = factory
+        self.on_failure = on_failure or (lambda _n: None)
+        self.max_pending = max_pending
+        self._queue: deque[Entry] = deque()
+        self._busy = 0  # events taken from the queue, not yet written
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="tailorml-audit", daemon=True)
+        self._thread.start()
+
+    def submit(self, entry: Entry) -> None:
+        with self._cond:
+            if len(self._queue) >= self.max_pending:
+                self._queue.popleft()
+                self.on_failure(1)
+            self._queue.append(entry)
+            self._cond.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every event handed over so far is written; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        delay = 0.1
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
+                self._busy = len(batch)
+            try:
+                with session_scope(self.factory) as session:
+                    for entry in batch:
+                        append(session, entry)
+                delay = 0.1
+            except Exception:  # noqa: BLE001 - the database may be busy or away: retry
+                log.exception("Audit events not written yet (%d); retrying", len(batch))
+                self.on_failure(len(batch))
+                with self._cond:
+                    self._queue.extendleft(reversed(batch))
+                    self._busy = 0
+                    if self._closed:
+                        return
+                    self._cond.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            with self._cond:
+                self._busy = 0
+                self._cond.notify_all()
 
 
 def event_object(row: AuditEvent) -> dict[str, Any]:

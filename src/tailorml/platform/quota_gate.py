@@ -57,6 +57,9 @@ class QuotaGate:
         self.cache_seconds = cache_seconds
         self.clock = clock
         self.refusals = RefusalCache()
+        # The serving engine's per-tenant concurrency check, once this process has an engine
+        # (``AppState.serving`` sets it): refuses before the body is read.
+        self.engine_check: Callable[[str], None] | None = None
         self._quotas: dict[str, tuple[float, tuple[Quota, ...]]] = {}
         self._totals: dict[tuple[str, float], tuple[float, Counts, int]] = {}
         self._lock = threading.Lock()
@@ -126,6 +129,8 @@ class QuotaGate:
         checks = HARD_CHECKS.get((method, path.rstrip("/")))
         if tenant_id is None or checks is None:
             return {}
+        if self.engine_check is not None and (method, path.rstrip("/")) in RATE_CHECKED:
+            self.engine_check(tenant_id)  # over its concurrency bound: 429 before the body
         quotas = [q for q in self.quotas_for(tenant_id) if q.metric in checks]
         if not quotas:
             return {}

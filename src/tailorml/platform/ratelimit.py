@@ -61,6 +61,12 @@ class RateDecision:
     retry_after: float = 0.0  # when refused: until the request would fit
 
 
+# Redis hands a counter's time back as text with six decimals, so a fresh bucket's arrival time
+# can come back up to about a microsecond late: without this tolerance its "remaining" would
+# floor to one less than it is (x-ratelimit-remaining said 2 of 4 on a first request).
+_ROUNDING = 1e-5
+
+
 def decide(
     tat: float | None, *, now: float, limit: float, window: float, cost: float
 ) -> tuple[RateDecision, float]:
@@ -70,11 +76,15 @@ def decide(
     new = start + cost * interval
     if new - now <= window + 1e-9:
         remaining = max(0.0, (window - (new - now)) / interval)
-        return RateDecision(True, limit, math.floor(remaining + 1e-9), new - now), new
+        return RateDecision(True, limit, math.floor(remaining + _ROUNDING), new - now), new
     remaining = max(0.0, (window - (start - now)) / interval)
     return (
         RateDecision(
-            False, limit, math.floor(remaining + 1e-9), start - now, retry_after=new - now - window
+            False,
+            limit,
+            math.floor(remaining + _ROUNDING),
+            start - now,
+            retry_after=new - now - window,
         ),
         start,
     )
@@ -84,7 +94,7 @@ def after_admission(tat: float, *, now: float, limit: float, window: float) -> R
     """The decision for an admitted request, from the ``tat`` the backend stored for it."""
     interval = window / limit
     remaining = max(0.0, (window - (tat - now)) / interval)
-    return RateDecision(True, limit, math.floor(remaining + 1e-9), max(0.0, tat - now))
+    return RateDecision(True, limit, math.floor(remaining + _ROUNDING), max(0.0, tat - now))
 
 
 def debt_decision(tat: float | None, *, now: float, limit: float, window: float) -> RateDecision:

@@ -148,6 +148,27 @@ class Admission:
             self._by_model[model] += 1
         return Ticket(self, model, tenant)
 
+    def check_tenant(self, tenant: str) -> None:
+        """Refuse (``Rejected``) a tenant that already has its limit in flight, taking no ticket.
+
+        The API's request guard asks this before it reads a request's body, so a tenant
+        flooding past its bound is refused without its bodies being parsed, its model
+        resolved or its prompt tokenized; ``enter`` still decides for the requests let by.
+        """
+        limit = self.tenant_limit(tenant)
+        with self._lock:
+            if self._by_tenant.get(tenant, 0) < limit:
+                return
+            self._rejected["tenant_concurrency"] += 1
+            retry_after = max((self._retry_after(m) for m in self._by_model), default=1.0)
+        raise Rejected(
+            f"Your organization has {limit} requests in flight, its limit on concurrent "
+            "requests; wait for some to finish (see Retry-After) or ask the operator to raise "
+            "the limit.",
+            reason="tenant_concurrency",
+            retry_after=retry_after,
+        )
+
     def stats(self) -> AdmissionStats:
         with self._lock:
             return AdmissionStats(

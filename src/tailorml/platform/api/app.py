@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         state.usage.close()  # write the last second's usage before the process ends
+        state.audit.close()  # and the audit events not written yet
 
     app = FastAPI(
         title="TailorML",
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         meter=state.quotas,
     )
     # Request ids and the audit log, outside the guard so its refusals are audited too.
-    app.add_middleware(AuditMiddleware, sessions=state.sessions, metrics=state.http_metrics)
+    app.add_middleware(AuditMiddleware, writer=lambda: state.audit)
     # Outermost, so the guard's own refusals (401, 413, 431) are counted too.
     app.add_middleware(MetricsMiddleware, metrics=state.http_metrics)
 

@@ -20,15 +20,14 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
+from collections.abc import Callable
 from typing import Any
 
-import anyio
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tailorml.platform import audit
 from tailorml.platform.api.deps import PRINCIPAL_KEY
-from tailorml.platform.api.metrics import HttpMetrics
 from tailorml.platform.auth import Principal
 from tailorml.platform.key_scopes import INFERENCE_PATHS
 from tailorml.platform.logs import REQUEST_ID
@@ -70,14 +69,14 @@ def entry_for(scope: Scope, status: int, request_id: str) -> audit.Entry:
         resource="/".join(str(v) for v in params.values()) or None,
         ip=client[0] if client else None,
         request_id=request_id,
+        at_ms=int(time.time() * 1000),
     )
 
 
 class AuditMiddleware:
-    def __init__(self, app: ASGIApp, *, sessions: sessionmaker[Session], metrics: HttpMetrics):
+    def __init__(self, app: ASGIApp, *, writer: Callable[[], audit.AuditWriter]):
         self.app = app
-        self.sessions = sessions
-        self.metrics = metrics
+        self.writer = writer  # read per request: the app state's writer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,18 +100,11 @@ class AuditMiddleware:
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
                 ]
+                if wanted:  # handed to the writer thread: the answer does not wait for it
+                    self.writer().submit(entry_for(scope, status, request_id))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             REQUEST_ID.reset(token)
-            if wanted and status is not None:
-                await self._record(entry_for(scope, status, request_id))
-
-    async def _record(self, entry: audit.Entry) -> None:
-        try:
-            await anyio.to_thread.run_sync(audit.record, self.sessions, entry)
-        except Exception:
-            self.metrics.audit_failures.inc()
-            log.exception("Audit event of %s %s not written", entry.method, entry.path)

@@ -56,7 +56,10 @@ def get_session(state: StateDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# Committed before the response is sent (scope "function"): a client that reads what it just
+# created, at once and even through another replica, finds it; and nothing after the answer
+# (the audit event, the next request on the connection) waits on this transaction's lock.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_read_session(state: StateDep) -> Iterator[Session]:

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tailorml.platform.api.metrics import HttpMetrics
+from tailorml.platform.audit import AuditWriter
 from tailorml.platform.db.engine import make_read_sessionmaker
 from tailorml.platform.models import ModelResolver
 from tailorml.platform.quota_gate import QuotaGate
@@ -38,6 +39,8 @@ class AppState:
     # before a request's body is read (platform/quota_gate.py).
     usage: UsageRecorder = field(init=False)
     quotas: QuotaGate = field(init=False)
+    # The audit events of API requests, written on a thread of their own (platform/audit.py).
+    audit: AuditWriter = field(init=False)
     _serving: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,6 +60,7 @@ class AppState:
             cache_seconds=self.settings.quota_cache_seconds,
         )
         self.usage.after_flush = self.quotas.charge_tokens
+        self.audit = AuditWriter(self.sessions, on_failure=self.http_metrics.audit_failures.inc)
 
     @property
     def started_serving(self) -> Any:
@@ -88,4 +92,5 @@ class AppState:
                     tenant_concurrency=self.settings.serve_tenant_concurrency,
                     tenant_limits=self.quotas.concurrency_limit,
                 )
+                self.quotas.engine_check = self._serving.admission.check_tenant
             return self._serving

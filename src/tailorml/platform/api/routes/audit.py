@@ -35,17 +35,22 @@ def _page(session: ReadSessionDep, chain: str, after: int, limit: int) -> dict[s
 @router.get("")
 def list_audit_events(
     session: ReadSessionDep,
+    state: StateDep,
     tenant_id: TenantDep,
-    after: int = Query(0, ge=0, description="The `seq` of the last event already read."),
+    after: int = Query(0, ge=0, le=2**62, description="The `seq` of the last event read."),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Your tenant's audit events, oldest first."""
+    state.audit.flush()  # this process's requests so far, the caller's included
     return _page(session, tenant_id, after, limit)
 
 
 @router.get("/verify")
-def verify_audit_log(session: ReadSessionDep, tenant_id: TenantDep) -> dict[str, Any]:
+def verify_audit_log(
+    session: ReadSessionDep, state: StateDep, tenant_id: TenantDep
+) -> dict[str, Any]:
     """Recompute your tenant's hash chain: ``ok`` false lists what was edited or removed."""
+    state.audit.flush()
     return {"object": "audit_verification", **audit.verify(session, tenant_id)}
 
 
@@ -59,16 +64,21 @@ def _chain(session: ReadSessionDep, chain: str) -> str:
 def admin_list_audit_events(
     chain: str,
     session: ReadSessionDep,
+    state: StateDep,
     _: AdminDep,
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=2**62),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """A tenant's chain (name or id) or the ``operator`` chain, oldest first."""
+    state.audit.flush()
     return _page(session, _chain(session, chain), after, limit)
 
 
 @admin_router.get("/{chain}/verify")
-def admin_verify_audit_log(chain: str, session: ReadSessionDep, _: AdminDep) -> dict[str, Any]:
+def admin_verify_audit_log(
+    chain: str, session: ReadSessionDep, state: StateDep, _: AdminDep
+) -> dict[str, Any]:
+    state.audit.flush()
     return {"object": "audit_verification", **audit.verify(session, _chain(session, chain))}
 
 
@@ -77,6 +87,7 @@ def export_audit_log(
     chain: str, session: ReadSessionDep, state: StateDep, _: AdminDep
 ) -> StreamingResponse:
     """The whole chain as JSON lines, read in its own session while it streams."""
+    state.audit.flush()
     chain_id = _chain(session, chain)
 
     def lines() -> Iterator[bytes]:
