@@ -168,3 +168,31 @@ def test_a_first_event_racing_on_a_new_chain_is_retried(settings, client) -> Non
             assert audit.verify(s, "tn_race")["ok"]
     finally:
         engine.dispose()
+
+
+def test_a_control_character_in_a_path_is_kept_escaped_and_holds_nothing_back(client, acme) -> None:  # type: ignore[no-untyped-def]
+    # PostgreSQL refuses a NUL in text: the event once failed on every retry, and every event
+    # after it waited behind it.
+    assert client.get("/v1/files/file-%00x", headers=acme).status_code == 400
+    assert _upload(client, acme).status_code == 200
+    assert [e["path"] for e in _events(client, acme)] == ["/v1/files"]
+    refused = client.get("/admin/audit/operator", headers=ADMIN, params={"limit": 1000})
+    assert "/v1/files/file-\\x00x" in [e["path"] for e in refused.json()["data"]]
+    assert client.get("/admin/audit/operator/verify", headers=ADMIN).json()["ok"] is True
+
+
+def test_an_event_the_database_refuses_is_dropped_and_counted_alone(settings, client) -> None:  # type: ignore[no-untyped-def]
+    engine, factory = _factory(settings)
+    failed: list[int] = []
+    writer = audit.AuditWriter(factory, on_failure=failed.append)
+    good = audit.Entry(chain="operator", action="a", method="GET", path="/a", status=200)
+    refused = audit.Entry(chain="operator", action="b", method="GET", path="/b", status=10**20)
+    for entry in (good, refused, good):
+        writer.submit(entry)
+    assert writer.flush(10)
+    writer.close()
+    with session_scope(factory) as session:
+        rows = session.scalars(select(AuditEvent).where(AuditEvent.chain == "operator")).all()
+        assert [(r.seq, r.path) for r in rows] == [(1, "/a"), (2, "/a")]
+    assert failed == [1]
+    engine.dispose()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tailorml.platform.db.engine import session_scope
@@ -88,6 +89,17 @@ def _fields(row: AuditEvent) -> dict[str, Any]:
     return {name: getattr(row, name) for name in HASHED}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _text(value: str | None, limit: int) -> str | None:
+    """``value`` as stored: control characters written as ``\\xNN`` (PostgreSQL refuses a NUL
+    in text, and a refused path is exactly what an audit log must keep), cut to ``limit``."""
+    if not value:
+        return None
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)[:limit]
+
+
 def append(session: Session, entry: Entry) -> AuditEvent:
     """Append one event to its chain in ``session``'s transaction (committed by the caller)."""
     head = session.scalars(
@@ -104,13 +116,13 @@ def append(session: Session, entry: Entry) -> AuditEvent:
         tenant_id=entry.tenant_id,
         key_id=entry.key_id,
         role=entry.role,
-        action=entry.action[:64],
-        method=entry.method[:8],
-        path=entry.path[:512],
-        resource=(entry.resource or None) and entry.resource[:255],
+        action=_text(entry.action, 64) or "",
+        method=_text(entry.method, 8) or "",
+        path=_text(entry.path, 512) or "",
+        resource=_text(entry.resource, 255),
         status=entry.status,
-        ip=(entry.ip or None) and entry.ip[:64],
-        request_id=(entry.request_id or None) and entry.request_id[:64],
+        ip=_text(entry.ip, 64),
+        request_id=_text(entry.request_id, 64),
         prev_hash=head.hash,
     )
     row.hash = event_hash(_fields(row))
@@ -202,9 +214,14 @@ class AuditWriter:
                 batch = [self._queue.popleft() for _ in range(min(self.BATCH, len(self._queue)))]
                 self._busy = len(batch)
             try:
-                with session_scope(self.factory) as session:
-                    for entry in batch:
-                        append(session, entry)
+                try:
+                    with session_scope(self.factory) as session:
+                        for entry in batch:
+                            append(session, entry)
+                except OperationalError:
+                    raise
+                except Exception:  # noqa: BLE001 - one event the database refuses: find it
+                    self._write_one_by_one(batch)
                 delay = 0.1
             except Exception:  # noqa: BLE001 - the database may be busy or away: retry
                 log.exception("Audit events not written yet (%d); retrying", len(batch))
@@ -220,6 +237,27 @@ class AuditWriter:
             with self._cond:
                 self._busy = 0
                 self._cond.notify_all()
+
+
+    def _write_one_by_one(self, batch: list[Entry]) -> None:
+        """Write ``batch`` an event at a time, dropping (logged, counted) each event the
+        database refuses by itself, so one bad event cannot hold every later one back. A
+        database that is busy or away (``OperationalError``) stops it, leaving in ``batch``
+        only the events not written yet."""
+        for done, entry in enumerate(list(batch)):
+            try:
+                record(self.factory, entry)
+            except OperationalError:
+                del batch[:done]  # those are written: the caller retries the rest
+                raise
+            except Exception:  # noqa: BLE001 - this event's content, not the database
+                log.exception(
+                    "Audit event dropped: the database refused it (%s %s, chain %s)",
+                    entry.method,
+                    entry.path[:80].encode("unicode_escape").decode(),
+                    entry.chain,
+                )
+                self.on_failure(1)
 
 
 def event_object(row: AuditEvent) -> dict[str, Any]:

@@ -48,8 +48,16 @@ def live_api(settings: Settings) -> Iterator[LiveAPI]:
     try:
         yield LiveAPI(port=port, app=app)
     finally:
-        server.should_exit = server.force_exit = True
+        # A graceful stop runs the app's lifespan shutdown (uvicorn skips it on force_exit),
+        # so its usage and audit writers flush and stop here, not into a later test's database.
+        server.config.timeout_graceful_shutdown = 1  # a test's half-sent request waits no longer
+        server.should_exit = True
         thread.join(10)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(10)
+        app.state.tailor.usage.close()
+        app.state.tailor.audit.close()
         app.state.tailor.engine.dispose()
 
 

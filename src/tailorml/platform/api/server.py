@@ -38,6 +38,7 @@ from tailorml.platform.settings import Settings
 # descriptors of a default `ulimit -n` (1024) stay enough for the database and storage.
 LIMIT_CONCURRENCY = 900
 TIMEOUT_KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open (uvicorn's default)
+GRACEFUL_SHUTDOWN_SECONDS = 30  # a stop's wait for answers in flight before it cancels them
 # The largest request line plus headers; h11's default, stated so it is visible. A larger
 # header block is refused with 400 before any of it reaches the app.
 MAX_HEADER_BYTES = 16 * 1024
@@ -232,6 +233,9 @@ def server_config(
         ws="none",
         limit_concurrency=limit_concurrency,
         timeout_keep_alive=TIMEOUT_KEEP_ALIVE,
+        # A stop waits this long for answers in flight, then cancels them and still runs the
+        # app's shutdown (usage and audit written): a client that never finishes cannot hold it.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         server_header=False,
         log_config=logging_config,
