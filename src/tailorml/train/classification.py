@@ -36,6 +36,9 @@ class ClassificationTask(TrainTask):
     peft_task_type = "SEQ_CLS"
     # BERT-like models call their head "classifier", decoders "score".
     head_modules = frozenset({"classifier", "score"})
+    default_method = "full"
+    default_batch_size = 16  # inputs are short
+    base_learning_rates = {"lora": 2e-4, "full": 5e-5}
 
     def labels(self, records: list[Record]) -> list[str]:
         found = sorted({r.label for r in records if isinstance(r, ClassificationRecord)})
@@ -92,9 +95,14 @@ class ClassificationTask(TrainTask):
         return examples, skipped
 
     def score(self, model: Any, batch: dict[str, torch.Tensor]) -> BatchScore:
-        out = model(**batch)
-        correct = int((out.logits.argmax(-1) == batch["labels"]).sum())
-        return BatchScore(out.loss, int(batch["labels"].shape[0]), correct)
+        """Cross-entropy of the head's logits (one row per text: small, unlike a decoder's)."""
+        import torch
+
+        labels = batch["labels"]
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        correct = int((logits.argmax(-1) == labels).sum())
+        return BatchScore(loss, int(labels.shape[0]), correct)
 
     def split(
         self, records: list[Record], fraction: float, seed: int

@@ -12,7 +12,7 @@ from typing import Any
 
 from tailorml.errors import JobCancelledError
 from tailorml.train.batching import eval_batches
-from tailorml.train.tasks import Example, TrainTask
+from tailorml.train.tasks import TrainExample, TrainTask
 
 EVAL_BATCH_FACTOR = 2  # no gradients are kept, so a batch can be larger
 
@@ -20,12 +20,17 @@ EVAL_BATCH_FACTOR = 2  # no gradients are kept, so a batch can be larger
 def evaluate(
     task: TrainTask,
     model: Any,
-    examples: list[Example],
+    examples: list[TrainExample],
     pad_id: int,
     batch_size: int,
     should_stop: Callable[[], bool] = lambda: False,
+    collate: Callable[[list[Any], int], dict[str, Any]] | None = None,
 ) -> dict[str, float | None]:
-    """``{"valid_loss", "valid_accuracy"}``; both None without examples, accuracy None for SFT."""
+    """``{"valid_loss", "valid_accuracy"}``; both None without examples, accuracy None for SFT.
+
+    ``collate`` makes a batch (the task's padded one unless given: the loop passes its own,
+    packed or not, placed on the run's device).
+    """
     import torch
 
     if not examples:
@@ -33,11 +38,13 @@ def evaluate(
     model.eval()
     total_loss, total_weight, correct, counted = 0.0, 0, 0, False
     with torch.no_grad():
-        lengths = [len(e.input_ids) for e in examples]
+        lengths = [e.length for e in examples]
         for batch in eval_batches(lengths, batch_size * EVAL_BATCH_FACTOR):
             if should_stop():
                 raise JobCancelledError("Training was cancelled during validation.")
-            score = task.score(model, task.collate([examples[i] for i in batch], pad_id))
+            score = task.score(
+                model, (collate or task.collate)([examples[i] for i in batch], pad_id)
+            )
             if score.weight == 0:
                 continue
             total_loss += float(score.loss) * score.weight

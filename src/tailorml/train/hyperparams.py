@@ -6,13 +6,13 @@ The "auto" rules, chosen for small tenant data sets on modest hardware:
   sees at least ``MIN_EXAMPLES_SEEN`` examples in total (capped at
   ``MAX_AUTO_EPOCHS``), fewer for large ones so a run does not go past
   ``MAX_EXAMPLES_SEEN`` (at least one epoch).
-- ``batch_size``: a per-task default (16 for classification, which has short
-  inputs; 8 for chat and completion, whose inputs are longer), halved
+- ``batch_size``: the task's default (``TrainTask.default_batch_size``: 16 for
+  classification, which has short inputs; 8 for chat and completion), halved
   until an epoch has at least ``MIN_STEPS_PER_EPOCH`` steps, and doubled for
   sets over ``LARGE_SET`` records to keep the step count sensible.
-- ``learning_rate_multiplier``: 1.0, applied to a base rate by method and
-  architecture: LoRA 2e-4, full fine-tune of an encoder 5e-5, full
-  fine-tune of a decoder 2e-5 (a decoder forgets faster).
+- ``learning_rate_multiplier``: 1.0, applied to the task's base rate for the
+  method (``TrainTask.base_learning_rates``): LoRA 2e-4, full fine-tune of an
+  encoder 5e-5, full fine-tune of a decoder 2e-5 (a decoder forgets faster).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tailorml.errors import InvalidRequestError
+from tailorml.train.tasks import load_task
 
 Auto = Literal["auto"]
 
@@ -31,9 +32,6 @@ MAX_AUTO_EPOCHS = 10
 MIN_STEPS_PER_EPOCH = 10
 LARGE_SET = 20_000
 
-BATCH_BY_TASK = {"classification": 16, "embedding": 32, "chat": 8, "completion": 8, "preference": 4}
-ENCODER_TASKS = ("classification", "embedding")
-BASE_LR = {"lora": 2e-4, ("full", "encoder"): 5e-5, ("full", "decoder"): 2e-5}
 
 LIMITS = {"n_epochs": (1, 50), "batch_size": (1, 256)}
 
@@ -50,9 +48,7 @@ class Hyperparameters:
 
 def base_learning_rate(task: str, method: str) -> float:
     """The learning rate a multiplier of 1.0 stands for."""
-    if method == "lora":
-        return BASE_LR["lora"]
-    return BASE_LR[("full", "encoder" if task in ENCODER_TASKS else "decoder")]
+    return load_task(task).base_learning_rates[method]
 
 
 def auto_epochs(n_train: int) -> int:
@@ -66,7 +62,7 @@ def auto_epochs(n_train: int) -> int:
 
 def auto_batch_size(task: str, n_train: int) -> int:
     """The "auto" batch size for ``task`` and ``n_train`` records (see the module docstring)."""
-    size = BATCH_BY_TASK.get(task, 8)
+    size = load_task(task).default_batch_size
     if n_train > LARGE_SET:
         return size * 2
     while size > 1 and n_train / size < MIN_STEPS_PER_EPOCH:

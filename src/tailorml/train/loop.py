@@ -1,6 +1,7 @@
-"""The training loop: one explicit loop for every task, full or LoRA.
+"""The training loop: one explicit loop for every task, full or LoRA, as a ``Recipe``.
 
-AdamW, linear warmup then linear decay, gradient clipping, fp32, seeded.
+AdamW, linear warmup then linear decay, gradient clipping, seeded; device,
+precision and gradient accumulation from the spec, through accelerate.
 Progress goes out through ``on_event`` as plain dicts (the platform stores
 them as job events): ``{"type": "message", ...}`` at milestones and
 ``{"type": "metrics", ...}`` after every step, with validation figures on
@@ -16,6 +17,8 @@ Trainer's callbacks for all three is more code than this loop.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ from tailorml.train.spec import (
     CHECKPOINT_EVERY,
     DEFAULT_MAX_LENGTH,
     EVALS_PER_RUN,
+    FINGERPRINT_DEFAULTS,
     TrainResult,
     TrainSpec,
     check_spec,
@@ -169,6 +173,275 @@ def _prepare_data(
     return _Data(tokenizer, labels, max_length, pad_id, train_ex, valid_ex)
 
 
+class Recipe:
+    """One run as a small recipe of swappable steps, in the manner of torchtune's recipes:
+    ``setup_data``, ``setup_model``, ``setup_optimizer``, ``train_step``, ``validate``,
+    ``save_checkpoint`` and ``save_model``, run in order by ``run``. A variant (another
+    optimizer, a health guard around ``train_step``) subclasses it and replaces one step;
+    ``train(..., recipe=MyRecipe)`` runs it.
+
+    Device, precision and DDP come from accelerate: the model and optimizer go through
+    ``Accelerator.prepare``, the backward pass and gradient clipping through the
+    accelerator. A step is one optimizer step; with ``gradient_accumulation_steps`` N it
+    takes N batches of ``batch_size`` examples (see ``train_step``).
+
+    Why checkpoints are not ``Accelerator.save_state``: it writes every prepared model whole
+    (a LoRA checkpoint would hold the frozen base too) and restores its random states with
+    a pickle load that can run code; ours keeps a LoRA checkpoint to the adapter and loads
+    only tensors (``checkpoints.load_checkpoint``).
+    """
+
+    def __init__(
+        self,
+        spec: TrainSpec,
+        base: MaterializedModel,
+        out_dir: Path,
+        *,
+        on_event: Callable[[dict], None],
+        on_checkpoint: Callable[[CheckpointInfo], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        resume_from: Path | None = None,
+    ) -> None:
+        check_spec(spec, base)
+        self.spec, self.base, self.out_dir = spec, base, Path(out_dir)
+        self.on_event, self.on_checkpoint, self.should_stop = on_event, on_checkpoint, should_stop
+        self.resume = Path(resume_from) if resume_from is not None else None
+        self.task = load_task(spec.task)
+
+    def say(self, message: str, level: str = "info") -> None:
+        self.on_event({"type": "message", "level": level, "message": message})
+
+    # -- the steps ---------------------------------------------------------------------
+
+    def setup_data(self, train_records: list[Record], valid_records: list[Record] | None) -> None:
+        self.data = _prepare_data(
+            self.task, self.spec, self.base, train_records, valid_records, self.say
+        )
+        self.lengths = [e.length for e in self.data.train]
+        self.collate = self.task.collate
+        if self.spec.packing:
+            packed = getattr(self.task, "collate_packed", None)
+            if packed is None:
+                raise InvalidRequestError(
+                    f"packing is for decoder tasks; the {self.spec.task} task pads its batches. "
+                    "Leave packing off.",
+                    param="packing",
+                )
+            # Rows as long as the run's max_length: short sequences share a row.
+            self.collate = functools.partial(packed, width=self.data.max_length)
+
+    def setup_model(self) -> Any:
+        import torch
+        from accelerate import Accelerator
+
+        spec = self.spec
+        on_cpu = spec.device == "cpu" or not torch.cuda.is_available()
+        if on_cpu and spec.precision != "fp32":
+            raise InvalidRequestError(
+                f"precision {spec.precision} needs a GPU (on a CPU it is slow or unsupported); "
+                'use "fp32".',
+                param="precision",
+            )
+        self.accelerator = Accelerator(
+            cpu=on_cpu, mixed_precision="no" if spec.precision == "fp32" else spec.precision
+        )
+        return _build_model(self.task, spec, self.base, self.data.labels, self.resume)
+
+    def setup_optimizer(self, model: Any, total_steps: int) -> tuple[Any, Any]:
+        from transformers import get_linear_schedule_with_warmup
+
+        optimizer = _optimizer(model, self.spec, self.task.head_modules)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, round(self.spec.warmup_ratio * total_steps), total_steps
+        )
+        return optimizer, scheduler
+
+    def prepare(self, total_steps: int) -> None:
+        """Model, optimizer and scheduler for a run of ``total_steps``, on the device."""
+        model = self.setup_model()
+        optimizer, self.scheduler = self.setup_optimizer(model, total_steps)
+        # The scheduler stays ours: accelerate's steps once per process under DDP.
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        data = self.data
+        self.pad = data.pad_id
+        self.manifest = model_manifest(self.spec, self.base, data.labels, data.max_length)
+
+    def _on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        device = self.accelerator.device
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def train_step(self, micro_batches: list[list[Example]]) -> float:
+        """One optimizer step over ``micro_batches``; the loss is their item-weighted mean.
+
+        Accumulation is counted here, not by ``Accelerator.accumulate``: an epoch's last
+        group of batches may be short, which accelerate's own counter does not know, and its
+        gradients would then run into the next step. Gradients are synchronised across
+        processes on the last micro-batch only (``no_sync`` before it, as accumulate does).
+        """
+        accelerator, model = self.accelerator, self.model
+        weights = [self.task.loss_weight(examples) for examples in micro_batches]
+        total = sum(weights) or 1
+        loss_sum = 0.0
+        for n, (examples, weight) in enumerate(zip(micro_batches, weights, strict=True)):
+            last = n + 1 == len(micro_batches)
+            with contextlib.nullcontext() if last else accelerator.no_sync(model):
+                score = self.task.score(model, self._on_device(self.collate(examples, self.pad)))
+                # Each micro-batch's loss is a mean over its own items: weighted back, a step's
+                # gradient is the mean over all of its items however they were split.
+                loss = score.loss if len(micro_batches) == 1 else score.loss * (weight / total)
+                accelerator.backward(loss)
+            loss_sum += float(score.loss.detach()) * weight
+        accelerator.clip_grad_norm_(self.params, self.spec.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_sum / total
+
+    def validate(self) -> dict[str, float | None]:
+        found = evaluate(
+            self.task,
+            self.model,
+            self.data.valid,
+            self.pad,
+            self.spec.batch_size,
+            self.should_stop,
+            collate=lambda examples, pad: self._on_device(self.collate(examples, pad)),
+        )
+        self.model.train()
+        return found
+
+    def save_checkpoint(self, state: TrainerState) -> Path:
+        return save_checkpoint(
+            self.out_dir,
+            state,
+            model=self.accelerator.unwrap_model(self.model),
+            tokenizer=self.data.tokenizer,
+            manifest=self.manifest,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+        )
+
+    def save_model(self) -> Path:
+        model_dir = self.out_dir / "model"
+        with atomic_directory(model_dir) as tmp:
+            write_model_folder(
+                tmp, self.accelerator.unwrap_model(self.model), self.data.tokenizer, self.manifest
+            )
+        return model_dir
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self, train_records: list[Record], valid_records: list[Record] | None) -> TrainResult:
+        import torch
+
+        spec, base = self.spec, self.base
+        self.setup_data(train_records, valid_records)
+        data = self.data
+        accumulation = spec.gradient_accumulation_steps
+        batches_per_epoch = steps_per_epoch(len(data.train), spec.batch_size)
+        per_epoch = -(-batches_per_epoch // accumulation)
+        total_steps = per_epoch * spec.n_epochs
+        eval_every = spec.eval_every or max(1, total_steps // EVALS_PER_RUN)
+        checkpoint_every = spec.checkpoint_every or CHECKPOINT_EVERY
+        fingerprint = run_fingerprint(
+            spec, base, data.labels, len(data.train), len(data.valid), data.max_length
+        )
+        loaded = load_checkpoint(self.resume) if self.resume is not None else None
+        theirs = {**FINGERPRINT_DEFAULTS, **loaded[0].fingerprint} if loaded else fingerprint
+        if theirs != fingerprint:
+            differ = sorted(k for k in fingerprint if theirs.get(k) != fingerprint[k])
+            raise InvalidRequestError(
+                f"The checkpoint {self.resume} was written by a run with other "
+                f"{', '.join(differ)}; resume with the same spec and data, or start a new run.",
+                param="resume_from",
+            )
+        _prepare_out_dir(self.out_dir, loaded[0].step if loaded else None)
+
+        torch.manual_seed(spec.seed)
+        self.prepare(total_steps)
+        scheduler = self.scheduler
+
+        if loaded is None:
+            state = TrainerState(0, 0, 0, total_steps, 0, fingerprint)
+            self.say(
+                f"Training {base.name} ({spec.method}) for {spec.task} on {len(data.train)} "
+                f"records ({len(data.valid)} for validation): {spec.n_epochs} epoch(s), "
+                f"{total_steps} steps."
+            )
+            state.base_metrics = self.validate()
+            state.last_eval = dict(state.base_metrics)
+            self.on_event(
+                {
+                    "type": "metrics",
+                    "step": 0,
+                    "total_steps": total_steps,
+                    "epoch": 0.0,
+                    "train_loss": None,
+                    **state.base_metrics,
+                    "learning_rate": scheduler.get_last_lr()[0],
+                    "trained_tokens": 0,
+                }
+            )
+        else:
+            state, optimizer_state, scheduler_state, rng = loaded
+            self.optimizer.load_state_dict(optimizer_state)
+            scheduler.load_state_dict(scheduler_state)
+            # Last, so nothing above (model construction draws random numbers) moves them.
+            restore_rng_state(rng)
+            self.say(f"Resumed from {self.resume.name} at step {state.step} of {total_steps}.")
+
+        self.model.train()
+        while state.step < total_steps:
+            batches = epoch_batches(self.lengths, spec.batch_size, spec.seed, state.epoch)
+            index = state.batch_in_epoch
+            while index < len(batches):
+                if self.should_stop():
+                    raise JobCancelledError(f"Training was cancelled before step {state.step + 1}.")
+                group = batches[index : index + accumulation]
+                micro = [[data.train[i] for i in batch] for batch in group]
+                learning_rate = scheduler.get_last_lr()[0]
+                train_loss = self.train_step(micro)
+                index += len(group)
+
+                state.step += 1
+                state.trained_tokens += sum(e.trained_tokens for m in micro for e in m)
+                state.train_losses.append(train_loss)
+                epoch_done = index == len(batches)
+                state.epoch, state.batch_in_epoch = (
+                    (state.epoch + 1, 0) if epoch_done else (state.epoch, index)
+                )
+                event = {
+                    "type": "metrics",
+                    "step": state.step,
+                    "total_steps": total_steps,
+                    "epoch": state.step / per_epoch,
+                    "train_loss": train_loss,
+                    "valid_loss": None,
+                    "valid_accuracy": None,
+                    "learning_rate": learning_rate,
+                    "trained_tokens": state.trained_tokens,  # so far, resumed attempts included
+                }
+                if state.step % eval_every == 0 or state.step == total_steps:
+                    state.last_eval = self.validate()
+                    event.update(state.last_eval)
+                self.on_event(event)
+                if state.step < total_steps and (epoch_done or state.step % checkpoint_every == 0):
+                    path = self.save_checkpoint(state)
+                    self.say(f"Saved checkpoint step-{state.step}.")
+                    if self.on_checkpoint is not None:
+                        self.on_checkpoint(
+                            CheckpointInfo(state.step, path, _metrics(state, per_epoch))
+                        )
+                if epoch_done:
+                    break
+
+        model_dir = self.save_model()
+        metrics = _metrics(state, per_epoch)
+        self.say(f"Training finished: {state.step} steps; model written to {model_dir.name}/.")
+        return TrainResult(model_dir, metrics, state.trained_tokens, state.step, data.labels)
+
+
 def train(
     spec: TrainSpec,
     base: MaterializedModel,
@@ -180,137 +453,19 @@ def train(
     on_checkpoint: Callable[[CheckpointInfo], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     resume_from: Path | None = None,
+    recipe: type[Recipe] | None = None,
 ) -> TrainResult:
     """Fine-tune ``base`` on the records; write ``out_dir/model`` and return the result."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup
-
-    def say(message: str, level: str = "info") -> None:
-        on_event({"type": "message", "level": level, "message": message})
-
-    check_spec(spec, base)
-    task = load_task(spec.task)
-    out_dir = Path(out_dir)
-    data = _prepare_data(task, spec, base, train_records, valid_records, say)
-    tokenizer, labels, max_length = data.tokenizer, data.labels, data.max_length
-    train_ex, valid_ex, pad_id = data.train, data.valid, data.pad_id
-
-    per_epoch = steps_per_epoch(len(train_ex), spec.batch_size)
-    total_steps = per_epoch * spec.n_epochs
-    eval_every = spec.eval_every or max(1, total_steps // EVALS_PER_RUN)
-    checkpoint_every = spec.checkpoint_every or CHECKPOINT_EVERY
-    fingerprint = run_fingerprint(spec, base, labels, len(train_ex), len(valid_ex), max_length)
-
-    resume = Path(resume_from) if resume_from is not None else None
-    loaded = load_checkpoint(resume) if resume is not None else None
-    if loaded is not None and loaded[0].fingerprint != fingerprint:
-        differ = sorted(k for k in fingerprint if loaded[0].fingerprint.get(k) != fingerprint[k])
-        raise InvalidRequestError(
-            f"The checkpoint {resume} was written by a run with other {', '.join(differ)}; "
-            "resume with the same spec and data, or start a new run.",
-            param="resume_from",
-        )
-    _prepare_out_dir(out_dir, loaded[0].step if loaded else None)
-
-    torch.manual_seed(spec.seed)
-    model = _build_model(task, spec, base, labels, resume)
-    optimizer = _optimizer(model, spec, task.head_modules)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(spec.warmup_ratio * total_steps), total_steps
+    run = (recipe or Recipe)(
+        spec,
+        base,
+        out_dir,
+        on_event=on_event,
+        on_checkpoint=on_checkpoint,
+        should_stop=should_stop,
+        resume_from=resume_from,
     )
-    manifest = model_manifest(spec, base, labels, max_length)
-    lengths = [len(e.input_ids) for e in train_ex]
-
-    def validate() -> dict[str, float | None]:
-        return evaluate(task, model, valid_ex, pad_id, spec.batch_size, should_stop)
-
-    if loaded is None:
-        state = TrainerState(0, 0, 0, total_steps, 0, fingerprint)
-        say(
-            f"Training {base.name} ({spec.method}) for {spec.task} on {len(train_ex)} records "
-            f"({len(valid_ex)} for validation): {spec.n_epochs} epoch(s), {total_steps} steps."
-        )
-        state.base_metrics = validate()
-        state.last_eval = dict(state.base_metrics)
-        on_event(
-            {
-                "type": "metrics",
-                "step": 0,
-                "total_steps": total_steps,
-                "epoch": 0.0,
-                "train_loss": None,
-                **state.base_metrics,
-                "learning_rate": scheduler.get_last_lr()[0],
-                "trained_tokens": 0,
-            }
-        )
-    else:
-        state, optimizer_state, scheduler_state, rng = loaded
-        optimizer.load_state_dict(optimizer_state)
-        scheduler.load_state_dict(scheduler_state)
-        # Last, so nothing above (model construction draws random numbers) moves them.
-        restore_rng_state(rng)
-        say(f"Resumed from {resume.name} at step {state.step} of {total_steps}.")
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    model.train()
-    while state.step < total_steps:
-        batches = epoch_batches(lengths, spec.batch_size, spec.seed, state.epoch)
-        for index in range(state.batch_in_epoch, len(batches)):
-            if should_stop():
-                raise JobCancelledError(f"Training was cancelled before step {state.step + 1}.")
-            examples = [train_ex[i] for i in batches[index]]
-            score = task.score(model, task.collate(examples, pad_id))
-            score.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
-            learning_rate = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-
-            state.step += 1
-            state.trained_tokens += sum(e.trained_tokens for e in examples)
-            state.train_losses.append(float(score.loss.detach()))
-            epoch_done = index + 1 == len(batches)
-            state.epoch, state.batch_in_epoch = (
-                (state.epoch + 1, 0) if epoch_done else (state.epoch, index + 1)
-            )
-            event = {
-                "type": "metrics",
-                "step": state.step,
-                "total_steps": total_steps,
-                "epoch": state.step / per_epoch,
-                "train_loss": state.train_losses[-1],
-                "valid_loss": None,
-                "valid_accuracy": None,
-                "learning_rate": learning_rate,
-                "trained_tokens": state.trained_tokens,  # so far, resumed attempts included
-            }
-            if state.step % eval_every == 0 or state.step == total_steps:
-                state.last_eval = validate()
-                event.update(state.last_eval)
-                model.train()
-            on_event(event)
-            if state.step < total_steps and (epoch_done or state.step % checkpoint_every == 0):
-                path = save_checkpoint(
-                    out_dir,
-                    state,
-                    model=model,
-                    tokenizer=tokenizer,
-                    manifest=manifest,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                )
-                say(f"Saved checkpoint step-{state.step}.")
-                if on_checkpoint is not None:
-                    on_checkpoint(CheckpointInfo(state.step, path, _metrics(state, per_epoch)))
-
-    model_dir = out_dir / "model"
-    with atomic_directory(model_dir) as tmp:
-        write_model_folder(tmp, model, tokenizer, manifest)
-    metrics = _metrics(state, per_epoch)
-    say(f"Training finished: {state.step} steps; model written to {model_dir.name}/.")
-    return TrainResult(model_dir, metrics, state.trained_tokens, state.step, labels)
+    return run.run(train_records, valid_records)
 
 
 def _metrics(state: TrainerState, per_epoch: int) -> dict[str, Any]:

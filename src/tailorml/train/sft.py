@@ -12,6 +12,20 @@ reply, gives its character span in the full text for any template whose
 earlier turns render the same whatever follows (true of ChatML, Llama and
 Mistral templates; a template that is not refuses with a clear error).
 Token offsets then map characters to tokens.
+
+Why the loss is computed here and not by the Hugging Face model: its loss
+needs the logits at every position, a ``batch × length × vocabulary`` tensor
+(SmolLM2's 49k vocabulary makes that the largest tensor of a step), when only
+the positions that carry a label are scored. ``label_logits_loss`` takes the
+body's hidden states at those positions and computes their logits a chunk at
+a time, recomputing each chunk in the backward pass instead of keeping it,
+so no full-vocabulary tensor larger than one chunk ever exists.
+
+Batches are padded (``collate``) or packed (``collate_packed``: several
+sequences in a row, positions restarting at each, no attention across them;
+transformers builds that mask from the position ids). Either way a batch
+carries ``targets``, each position's next token or ``IGNORE_INDEX``, shifted
+per sequence so a packed row never predicts across a boundary.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from tailorml.errors import InvalidRequestError
 from tailorml.records import ChatRecord, CompletionRecord, Message
 from tailorml.registry import register
-from tailorml.train.tasks import IGNORE_INDEX, BatchScore, Example, TrainTask
+from tailorml.train.tasks import IGNORE_INDEX, BatchScore, Example, TrainTask, pad_batch
 
 if TYPE_CHECKING:
     import torch
@@ -102,9 +116,104 @@ def _finish(ids: list[int], labels: list[int], max_length: int, where: str) -> E
     return Example(ids, labels)
 
 
+LOSS_CHUNK = 1024  # label positions whose logits are computed at once
+
+
+def _shifted(labels: list[int]) -> list[int]:
+    """Each position's target: the next token's label; the last position predicts nothing."""
+    return [*labels[1:], IGNORE_INDEX]
+
+
+def collate_packed(
+    examples: list[Example], pad_id: int, width: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Pack ``examples`` into rows of at most ``width`` tokens (default: the longest example;
+    first fit, longest first), padded to the fullest row. Positions restart at each sequence,
+    and a row's padded tail is a sequence of its own, so nothing attends across."""
+    import torch
+
+    capacity = max([width or 0] + [len(e.input_ids) for e in examples])
+    rows: list[list[Example]] = []
+    used: list[int] = []
+    for e in sorted(examples, key=lambda e: -len(e.input_ids)):
+        for r, size in enumerate(used):
+            if size + len(e.input_ids) <= capacity:
+                rows[r].append(e)
+                used[r] += len(e.input_ids)
+                break
+        else:
+            rows.append([e])
+            used.append(len(e.input_ids))
+    span = max(used)
+    ids = torch.full((len(rows), span), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), span), dtype=torch.long)
+    targets = torch.full((len(rows), span), IGNORE_INDEX, dtype=torch.long)
+    for r, members in enumerate(rows):
+        at = 0
+        for e in members:
+            n = len(e.input_ids)
+            ids[r, at : at + n] = torch.tensor(e.input_ids)
+            positions[r, at : at + n] = torch.arange(n)
+            targets[r, at : at + n] = torch.tensor(_shifted(e.target))  # type: ignore[arg-type]
+            at += n
+        positions[r, at:] = torch.arange(span - at)
+    return {"input_ids": ids, "position_ids": positions, "targets": targets}
+
+
+def label_logits_loss(hidden: torch.Tensor, head: Any, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``head(hidden)`` against ``targets`` (rows of label positions),
+    ``LOSS_CHUNK`` rows at a time; under autograd each chunk's logits are recomputed in the
+    backward pass rather than kept."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    def chunk_loss(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(head(h).float(), t, reduction="sum")
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], LOSS_CHUNK):
+        h, t = hidden[start : start + LOSS_CHUNK], targets[start : start + LOSS_CHUNK]
+        if torch.is_grad_enabled():
+            total = total + checkpoint(chunk_loss, h, t, use_reentrant=False)
+        else:
+            total = total + chunk_loss(h, t)
+    return total / max(1, hidden.shape[0])
+
+
+def _body_and_head(model: Any) -> tuple[Any, Any] | None:
+    """The decoder body and the LM head of ``model`` (a peft model's too), or None for a model
+    whose logits are more than ``head(hidden)`` (soft-capped or scaled): those keep the
+    model's own loss."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = inner.config
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return None
+    body = getattr(inner, "model", None)
+    head = inner.get_output_embeddings()
+    return (body, head) if body is not None and head is not None else None
+
+
 class _DecoderTask(TrainTask):
     architecture = "decoder"
     peft_task_type = "CAUSAL_LM"
+    default_method = "lora"
+    default_batch_size = 8
+    base_learning_rates = {"lora": 2e-4, "full": 2e-5}  # a fully tuned decoder forgets faster
+
+    def collate(self, examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+        import torch
+
+        batch = pad_batch(examples, pad_id)
+        labels = batch.pop("labels")
+        fill = torch.full_like(labels[:, :1], IGNORE_INDEX)
+        batch["targets"] = torch.cat([labels[:, 1:], fill], dim=1)
+        return batch
+
+    collate_packed = staticmethod(collate_packed)
+
+    def loss_weight(self, examples: list[Example]) -> int:
+        # The targets are shifted: a label at a sequence's first position is never predicted.
+        return sum(1 for e in examples for t in e.target[1:] if t != IGNORE_INDEX)  # type: ignore[index]
 
     def load_model(self, path: Path, labels: list[str] | None) -> PreTrainedModel:
         import torch
@@ -119,11 +228,20 @@ class _DecoderTask(TrainTask):
         )
 
     def score(self, model: Any, batch: dict[str, torch.Tensor]) -> BatchScore:
+        """Mean loss over the trained tokens, from the hidden states at those positions."""
+        targets = batch["targets"]
+        inputs = {k: v for k, v in batch.items() if k != "targets"}
+        keep = targets != IGNORE_INDEX
+        weight = int(keep.sum())
+        parts = _body_and_head(model)
         # No generation follows, so building a key/value cache would be wasted work.
-        out = model(**batch, use_cache=False)
-        # The model shifts labels by one; the loss is a mean over these tokens.
-        weight = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-        return BatchScore(out.loss, weight)
+        if parts is None:
+            labels = targets.roll(1, dims=1)  # the model shifts labels itself
+            out = model(**inputs, labels=labels, use_cache=False)
+            return BatchScore(out.loss, weight)
+        body, head = parts
+        hidden = body(**inputs, use_cache=False).last_hidden_state
+        return BatchScore(label_logits_loss(hidden[keep], head, targets[keep]), weight)
 
     def encode(
         self,

@@ -41,6 +41,11 @@ class TrainSpec:
     eval_every: int | None = None  # default: about EVALS_PER_RUN times, and at the end
     checkpoint_every: int | None = None  # default: every CHECKPOINT_EVERY steps and each epoch
     valid_fraction: float = 0.1
+    # Where and how: "auto" is the GPU when there is one; fp16/bf16 need a GPU.
+    device: Literal["auto", "cpu"] = "auto"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    gradient_accumulation_steps: int = 1  # a step takes this many batches of batch_size
+    packing: bool = False  # decoders: several sequences in a row instead of padding
 
 
 @dataclass
@@ -72,10 +77,24 @@ def check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
         (0 <= spec.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
         (spec.max_length is None or spec.max_length >= 8, "max_length must be at least 8"),
         (spec.lora_r >= 1, "lora_r must be at least 1"),
+        (spec.device in ("auto", "cpu"), f'device must be "auto" or "cpu", got {spec.device!r}'),
+        (
+            spec.precision in ("fp32", "fp16", "bf16"),
+            f'precision must be "fp32", "fp16" or "bf16", got {spec.precision!r}',
+        ),
+        (
+            isinstance(spec.gradient_accumulation_steps, int)
+            and spec.gradient_accumulation_steps >= 1,
+            "gradient_accumulation_steps must be an integer of at least 1",
+        ),
     ]
     problems += [message for ok, message in checks if not ok]
     if problems:
         raise InvalidRequestError("Invalid training spec: " + "; ".join(problems) + ".")
+
+
+# Fingerprint keys added later, with the value a checkpoint written before them was run with.
+FINGERPRINT_DEFAULTS = {"gradient_accumulation_steps": 1, "packing": False}
 
 
 def run_fingerprint(
@@ -99,6 +118,8 @@ def run_fingerprint(
         "learning_rate": spec.learning_rate,
         "seed": spec.seed,
         "max_length": max_length,
+        "gradient_accumulation_steps": spec.gradient_accumulation_steps,
+        "packing": spec.packing,
     }
 
 

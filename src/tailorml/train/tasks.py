@@ -1,16 +1,28 @@
-"""What a training task is: how it loads a model, encodes records and scores a batch.
+"""What a training task is: everything about training that differs from one task to another.
 
 The training loop (``tailorml.train.loop``) is the same for every task; a
-task supplies the parts that differ. Tasks register as
-``register("task", name)`` beside their code (``classification.py``,
-``sft.py``); ``load_task(name)`` returns an instance.
+task supplies the parts that differ:
+
+- its example type (``Example`` holds one sequence; a task whose examples
+  hold a pair or a triple defines its own, with ``length`` and
+  ``trained_tokens``, which is all the loop reads of an example);
+- how it loads a model, encodes records and collates a batch (padded, or
+  for decoders packed: several sequences in one row);
+- its loss, computed by the task from the model's hidden states (a decoder
+  computes logits only where a token is trained, see ``sft.py``);
+- its metrics (``BatchScore.correct`` for accuracy);
+- its defaults: method, batch size and base learning rates
+  (``tailorml.train.hyperparams`` reads them for "auto" values).
+
+Tasks register as ``register("task", name)`` beside their code
+(``classification.py``, ``sft.py``); ``load_task(name)`` returns an instance.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -26,12 +38,28 @@ if TYPE_CHECKING:
 IGNORE_INDEX = -100  # the label value torch's cross-entropy skips
 
 
+class TrainExample(Protocol):
+    """What the loop reads of an encoded example (a task's collator reads the rest)."""
+
+    @property
+    def length(self) -> int:
+        """Tokens the example puts into a batch (for length bucketing)."""
+        ...
+
+    @property
+    def trained_tokens(self) -> int: ...
+
+
 @dataclass(slots=True)
 class Example:
     """One encoded record: token ids and either token labels or a class id."""
 
     input_ids: list[int]
     target: list[int] | int
+
+    @property
+    def length(self) -> int:
+        return len(self.input_ids)
 
     @property
     def trained_tokens(self) -> int:
@@ -56,10 +84,15 @@ class TrainTask:
     name: ClassVar[str]
     architecture: ClassVar[str]
     record_type: ClassVar[type]
+    example_type: ClassVar[type] = Example
     peft_task_type: ClassVar[str]  # a peft.TaskType name
     # Modules the task adds on top of the base (a classifier head). They start
     # random, so they train with a larger learning rate (see loop._optimizer).
     head_modules: ClassVar[frozenset[str]] = frozenset()
+    # What OpenAI's "supervised" method means for this task, and the "auto" defaults.
+    default_method: ClassVar[Literal["full", "lora"]]
+    default_batch_size: ClassVar[int] = 8
+    base_learning_rates: ClassVar[dict[str, float]]  # by method, for a multiplier of 1.0
 
     def labels(self, records: list[Record]) -> list[str] | None:
         """The sorted class names a classifier predicts, or None for generative tasks."""
@@ -78,28 +111,24 @@ class TrainTask:
         """Encode records; return the examples and a reason for each record left out."""
         raise NotImplementedError
 
-    def collate(self, examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    def collate(self, examples: list[Any], pad_id: int) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest example (right padding, with an attention mask)."""
-        import torch
-
-        width = max(len(e.input_ids) for e in examples)
-        ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, e in enumerate(examples):
-            ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
-            mask[row, : len(e.input_ids)] = 1
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if isinstance(examples[0].target, int):
-            batch["labels"] = torch.tensor([e.target for e in examples], dtype=torch.long)
-        else:
-            labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-            for row, e in enumerate(examples):
-                labels[row, : len(e.target)] = torch.tensor(e.target)
-            batch["labels"] = labels
-        return batch
+        return pad_batch(examples, pad_id)
 
     def score(self, model: Any, batch: dict[str, torch.Tensor]) -> BatchScore:
+        """The batch's loss (a mean over its ``weight`` items) and, if any, its hits."""
         raise NotImplementedError
+
+    def loss_weight(self, examples: list[Any]) -> int:
+        """The items ``score``'s loss is a mean over (examples here; a decoder's trained
+        tokens), known before scoring so accumulated micro-batches can be weighted."""
+        return len(examples)
+
+    def method(self, requested: str) -> Literal["full", "lora"]:
+        """``full`` or ``lora`` as asked; OpenAI's ``supervised`` means the task's default."""
+        if requested in ("full", "lora"):
+            return requested  # type: ignore[return-value]
+        return self.default_method
 
     def split(
         self, records: list[Record], fraction: float, seed: int
@@ -127,6 +156,28 @@ class TrainTask:
                     f"{self.name}; upload a {self.name} file or change the task.",
                     param=what,
                 )
+
+
+def pad_batch(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (a class id per row, or a
+    label per token, ``IGNORE_INDEX`` on padding)."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        mask[row, : len(e.input_ids)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if isinstance(examples[0].target, int):
+        batch["labels"] = torch.tensor([e.target for e in examples], dtype=torch.long)
+    else:
+        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+        for row, e in enumerate(examples):
+            labels[row, : len(e.target)] = torch.tensor(e.target)
+        batch["labels"] = labels
+    return batch
 
 
 def load_task(name: str) -> TrainTask:

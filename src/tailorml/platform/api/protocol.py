@@ -71,6 +71,12 @@ class TrainingOptions(BaseModel):
     weight_decay: float | None = Field(None, ge=0.0)
     eval_every: int | None = Field(None, ge=1, description="Steps between validations.")
     checkpoint_every: int | None = Field(None, ge=1, description="Steps between checkpoints.")
+    gradient_accumulation_steps: int | None = Field(
+        None, ge=1, le=256, description="Batches per optimizer step (a larger effective batch)."
+    )
+    packing: bool | None = Field(
+        None, description="Decoders: pack several sequences into a row instead of padding."
+    )
 
 
 class Method(BaseModel):
