@@ -35,6 +35,7 @@ def cls_spec(**overrides) -> TrainSpec:
         batch_size=8,
         learning_rate=1e-3,
         checkpoint_every=4,
+        early_stopping_patience=None,  # these tests follow every step (test_selection.py stops)
     )
     values.update(overrides)
     return TrainSpec(**values)
@@ -49,6 +50,7 @@ def chat_spec(**overrides) -> TrainSpec:
         learning_rate=1e-2,
         max_length=128,
         checkpoint_every=3,
+        early_stopping_patience=None,
     )
     values.update(overrides)
     return TrainSpec(**values)

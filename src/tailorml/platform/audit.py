@@ -238,7 +238,6 @@ class AuditWriter:
                 self._busy = 0
                 self._cond.notify_all()
 
-
     def _write_one_by_one(self, batch: list[Entry]) -> None:
         """Write ``batch`` an event at a time, dropping (logged, counted) each event the
         database refuses by itself, so one bad event cannot hold every later one back. A

@@ -53,6 +53,12 @@ class TrainerState:
     base_metrics: dict[str, Any] = field(default_factory=dict)
     last_eval: dict[str, Any] = field(default_factory=dict)
     train_losses: list[float] = field(default_factory=list)
+    # The best validation so far ({"step", "valid_loss", "metrics"}), and evaluations since.
+    best: dict[str, Any] | None = None
+    evals_since_best: int = 0
+    # The health guard's record: training-file indices of quarantined records, and faults.
+    quarantined: list[int] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
 
 
 # A checkpoint's own training state, loaded with torch.load(weights_only=True): not model weights.

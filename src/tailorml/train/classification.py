@@ -91,7 +91,7 @@ class ClassificationTask(TrainTask):
                 # Only validation records can get here: the labels come from training.
                 skipped.append(f"record {i + 1}: label {record.label!r} is not in the training set")
                 continue
-            examples.append(Example(list(ids), index[record.label]))
+            examples.append(Example(list(ids), index[record.label], record=i))
         return examples, skipped
 
     def score(self, model: Any, batch: dict[str, torch.Tensor]) -> BatchScore:

@@ -33,6 +33,7 @@ from tailorml.train.batching import epoch_batches, steps_per_epoch
 from tailorml.train.checkpoints import (
     CheckpointInfo,
     TrainerState,
+    latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     restore_rng_state,
@@ -40,6 +41,7 @@ from tailorml.train.checkpoints import (
     write_model_folder,
 )
 from tailorml.train.evaluation import evaluate
+from tailorml.train.health import LR_BACKOFF, MAX_FAULTS, Fault, GradientWatch
 from tailorml.train.spec import (
     CHECKPOINT_EVERY,
     DEFAULT_MAX_LENGTH,
@@ -147,6 +149,7 @@ def _prepare_data(
     task.check_records(train_records, "training_file")
     task.check_records(valid_records or [], "validation_file")
     labels = task.labels(train_records)
+    line_of = {id(record): n for n, record in enumerate(train_records)}
     if valid_records is None:
         train_records, valid_records = task.split(train_records, spec.valid_fraction, spec.seed)
     max_length = min(spec.max_length or DEFAULT_MAX_LENGTH, base.context_length)
@@ -161,6 +164,8 @@ def _prepare_data(
     pad_id = tokenizer.pad_token_id
     pad_id = tokenizer.eos_token_id if pad_id is None else pad_id
     train_ex, skipped = task.encode(tokenizer, train_records, labels, max_length)
+    for example in train_ex:  # the index into the training file, for quarantine reports
+        example.record = line_of[id(train_records[example.record])]
     valid_ex, v_skipped = task.encode(tokenizer, valid_records, labels, max_length)
     for what, reasons in (("training", skipped), ("validation", v_skipped)):
         if reasons:
@@ -171,6 +176,14 @@ def _prepare_data(
             param="training_file",
         )
     return _Data(tokenizer, labels, max_length, pad_id, train_ex, valid_ex)
+
+
+class _StepFault(Exception):
+    """A step the health guard refused (raised by ``train_step``, handled by ``run``)."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__(fault.detail)
+        self.fault = fault
 
 
 class Recipe:
@@ -263,6 +276,7 @@ class Recipe:
         # The scheduler stays ours: accelerate's steps once per process under DDP.
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.watch = GradientWatch()
         data = self.data
         self.pad = data.pad_id
         self.manifest = model_manifest(self.spec, self.base, data.labels, data.max_length)
@@ -292,11 +306,16 @@ class Recipe:
                 loss = score.loss if len(micro_batches) == 1 else score.loss * (weight / total)
                 accelerator.backward(loss)
             loss_sum += float(score.loss.detach()) * weight
-        accelerator.clip_grad_norm_(self.params, self.spec.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
+        norm = float(accelerator.clip_grad_norm_(self.params, self.spec.max_grad_norm))
+        loss = loss_sum / total
+        fault = self.watch.check(loss, norm) if self.spec.health_guard else None
+        if fault is None:
+            self.optimizer.step()
+        self.scheduler.step()  # a skipped step still moves the schedule, keeping it aligned
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_sum / total
+        if fault is not None:
+            raise _StepFault(fault)
+        return loss
 
     def validate(self) -> dict[str, float | None]:
         found = evaluate(
@@ -391,7 +410,11 @@ class Recipe:
             restore_rng_state(rng)
             self.say(f"Resumed from {self.resume.name} at step {state.step} of {total_steps}.")
 
+        for stale in self.out_dir.glob("best-step-*"):
+            if state.best is None or stale != self._best_dir(state.best):
+                shutil.rmtree(stale, ignore_errors=True)  # a later step's, from a lost attempt
         self.model.train()
+        stop_early = False
         while state.step < total_steps:
             batches = epoch_batches(self.lengths, spec.batch_size, spec.seed, state.epoch)
             index = state.batch_in_epoch
@@ -401,12 +424,18 @@ class Recipe:
                 group = batches[index : index + accumulation]
                 micro = [[data.train[i] for i in batch] for batch in group]
                 learning_rate = scheduler.get_last_lr()[0]
-                train_loss = self.train_step(micro)
+                train_loss: float | None
+                try:
+                    train_loss = self.train_step(micro)
+                except _StepFault as fault:
+                    train_loss = None
+                    self.on_fault(state, fault.fault, [e for m in micro for e in m])
                 index += len(group)
 
                 state.step += 1
-                state.trained_tokens += sum(e.trained_tokens for m in micro for e in m)
-                state.train_losses.append(train_loss)
+                if train_loss is not None:
+                    state.trained_tokens += sum(e.trained_tokens for m in micro for e in m)
+                    state.train_losses.append(train_loss)
                 epoch_done = index == len(batches)
                 state.epoch, state.batch_in_epoch = (
                     (state.epoch + 1, 0) if epoch_done else (state.epoch, index)
@@ -422,10 +451,26 @@ class Recipe:
                     "learning_rate": learning_rate,
                     "trained_tokens": state.trained_tokens,  # so far, resumed attempts included
                 }
+                stop_early = False
                 if state.step % eval_every == 0 or state.step == total_steps:
                     state.last_eval = self.validate()
                     event.update(state.last_eval)
+                    stop_early = self.track_best(state, final=state.step == total_steps)
                 self.on_event(event)
+                if self.watch.vanishing():
+                    self.say(
+                        "The gradients have stayed near zero for many steps: training has "
+                        "stalled; raise the learning rate or check the labels.",
+                        "warning",
+                    )
+                if stop_early:
+                    self.say(
+                        f"Validation loss has not improved for {state.evals_since_best} "
+                        f"evaluations (best {state.best['valid_loss']:.4f} at step "
+                        f"{state.best['step']}); stopping early at step {state.step} of "
+                        f"{total_steps}.",
+                    )
+                    break
                 if state.step < total_steps and (epoch_done or state.step % checkpoint_every == 0):
                     path = self.save_checkpoint(state)
                     self.say(f"Saved checkpoint step-{state.step}.")
@@ -435,11 +480,114 @@ class Recipe:
                         )
                 if epoch_done:
                     break
+            if stop_early:
+                break
 
-        model_dir = self.save_model()
         metrics = _metrics(state, per_epoch)
+        best = state.best
+        if best is not None and best["step"] != state.step and self._best_dir(best).is_dir():
+            model_dir = self.out_dir / "model"
+            with atomic_directory(model_dir) as tmp:
+                shutil.copytree(self._best_dir(best), tmp, dirs_exist_ok=True)
+            metrics.update(best["metrics"])
+            self.say(
+                f"The result is the model of step {best['step']}, the best validation loss "
+                f"({best['valid_loss']:.4f}); step {state.step} ended at "
+                f"{state.last_eval.get('valid_loss') or float('nan'):.4f}."
+            )
+        else:
+            model_dir = self.save_model()
+        for kept in self.out_dir.glob("best-step-*"):
+            shutil.rmtree(kept, ignore_errors=True)  # the result holds it now
+        metrics["best_step"] = best["step"] if best is not None else state.step
+        if state.quarantined:
+            metrics["quarantined_records"] = sorted(state.quarantined)
         self.say(f"Training finished: {state.step} steps; model written to {model_dir.name}/.")
         return TrainResult(model_dir, metrics, state.trained_tokens, state.step, data.labels)
+
+    # -- model selection and the health guard -----------------------------------------------
+
+    def _best_dir(self, best: dict[str, Any]) -> Path:
+        return self.out_dir / f"best-step-{best['step']}"
+
+    def track_best(self, state: TrainerState, *, final: bool) -> bool:
+        """Keep the best evaluated model (by validation loss); True when it is time to stop.
+
+        The best model is written to ``out_dir/best-step-N`` when it improves (not at the
+        last step, whose model is written anyway), so a resumed run still has it.
+        """
+        loss = state.last_eval.get("valid_loss")
+        if loss is None:
+            return False
+        if state.best is None or loss < state.best["valid_loss"]:
+            previous = state.best
+            state.best = {"step": state.step, "valid_loss": loss, "metrics": dict(state.last_eval)}
+            state.evals_since_best = 0
+            if not final:
+                with atomic_directory(self._best_dir(state.best)) as tmp:
+                    write_model_folder(
+                        tmp, self.accelerator.unwrap_model(self.model), self.data.tokenizer,
+                        self.manifest,
+                    )  # fmt: skip
+            if previous is not None:
+                shutil.rmtree(self._best_dir(previous), ignore_errors=True)
+            return False
+        state.evals_since_best += 1
+        patience = self.spec.early_stopping_patience
+        return not final and patience is not None and state.evals_since_best >= patience
+
+    def on_fault(self, state: TrainerState, fault: Fault, examples: list[Example]) -> None:
+        """Skip the step (its update was not applied), lower the learning rate, quarantine
+        the batch's records, and roll back to the last checkpoint if the weights are bad."""
+        records = sorted({e.record for e in examples})
+        state.quarantined = sorted(set(state.quarantined) | set(records))
+        state.faults.append({"step": state.step + 1, "kind": fault.kind, "records": records})
+        if len(state.faults) > MAX_FAULTS:
+            raise InvalidRequestError(
+                f"Training diverged: {len(state.faults)} faulty steps ({fault.detail} at step "
+                f"{state.step + 1}). Lower the learning rate or check the quarantined records "
+                f"{state.quarantined[:20]}.",
+                param="hyperparameters.learning_rate_multiplier",
+            )
+        scheduler = self.scheduler
+        scheduler.base_lrs = [lr * LR_BACKOFF for lr in scheduler.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+            group["lr"] = lr * LR_BACKOFF
+        rolled = ""
+        if not all(bool(p.detach().isfinite().all()) for p in self.params):
+            rolled = " " + self.roll_back(state)
+        self.say(
+            f"Step {state.step + 1} skipped ({fault.kind}: {fault.detail}); learning rate "
+            f"lowered to {LR_BACKOFF:g}x; {len(records)} record(s) quarantined "
+            f"(training file lines {', '.join(str(r + 1) for r in records[:10])})." + rolled,
+            "warning",
+        )
+
+    def roll_back(self, state: TrainerState) -> str:
+        """Weights, optimizer and scheduler back to the newest checkpoint (keeping the lowered
+        learning rate); without one, the run cannot recover and stops."""
+        from safetensors.torch import load_file
+
+        from tailorml.train.lora import ADAPTER_WEIGHTS, load_adapter_weights
+
+        newest = latest_checkpoint(self.out_dir)
+        if newest is None:
+            raise InvalidRequestError(
+                f"Training diverged at step {state.step + 1} (the weights are no longer finite) "
+                "before any checkpoint was written; lower the learning rate.",
+                param="hyperparameters.learning_rate_multiplier",
+            )
+        model = self.accelerator.unwrap_model(self.model)
+        if (newest / ADAPTER_WEIGHTS).is_file():
+            load_adapter_weights(model, newest)
+        else:
+            model.load_state_dict(load_file(newest / "model.safetensors"), strict=False)
+        _, optimizer_state, scheduler_state, _ = load_checkpoint(newest)
+        self.optimizer.load_state_dict(optimizer_state)
+        base_lrs = list(self.scheduler.base_lrs)
+        self.scheduler.load_state_dict(scheduler_state)
+        self.scheduler.base_lrs = base_lrs
+        return f"The weights were not finite: rolled back to {newest.name}."
 
 
 def train(

@@ -257,6 +257,7 @@ class _DecoderTask(TrainTask):
             if isinstance(result, str):
                 skipped.append(result)
             else:
+                result.record = i
                 examples.append(result)
         return examples, skipped
 

@@ -56,6 +56,7 @@ class Example:
 
     input_ids: list[int]
     target: list[int] | int
+    record: int = -1  # its record's index in the list it was encoded from
 
     @property
     def length(self) -> int:
