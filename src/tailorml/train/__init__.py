@@ -2,10 +2,13 @@
 
 Base models (catalog, sources, ``materialize``) and the manifest a trained
 model is written with live in ``tailorml.models``. The map (the platform's
-job worker calls the first three):
+job worker calls ``hyperparams`` and starts ``run``):
 
 - ``hyperparams``  ``resolve_hyperparameters()``: validate values, pick "auto" ones
 - ``loop``         ``train()``: the one training loop, events, checkpoints, resume
+- ``run``          ``python -m tailorml.train.run SPEC.json``: one run in its own process,
+                   events as JSON lines, exit codes, stop on SIGTERM or when the parent dies
+- ``run_spec``     ``RunSpec``: what that process runs, as a checked JSON file
 - ``spec``         ``TrainSpec``/``TrainResult``, the resume fingerprint, the model manifest
 - ``tasks``        the task interface; ``classification`` and ``sft`` (chat, completion)
 - ``lora``         peft LoRA wrapping and adapter restore

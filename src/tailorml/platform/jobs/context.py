@@ -2,12 +2,15 @@
 
 Job kinds (``register("job_kind", name)``) are plain functions
 ``run(ctx) -> result dict``. They call the libraries with ``ctx.emit`` as
-the progress callback and ``ctx.should_stop`` as the cancellation check.
+the progress callback and ``ctx.should_stop`` as the cancellation check;
+a job that follows a child process stores its events in batches with
+``ctx.emit_many`` (``trainer_process``).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,29 @@ from sqlalchemy.orm import Session, sessionmaker
 from tailorml.platform.db.engine import session_scope
 from tailorml.platform.db.models import Checkpoint
 from tailorml.platform.jobs.queue import add_event
-from tailorml.platform.scrub import scrub, scrub_value
+from tailorml.platform.scrub import scrub_value
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
+
+
+def _event_row(event: dict[str, Any]) -> dict[str, Any]:
+    """``add_event``'s arguments for a library event: a metrics line gets its one-line summary."""
+    event = scrub_value(event)
+    kind = event.get("type", "message")
+    if kind == "metrics":
+        data = {k: v for k, v in event.items() if k != "type"}
+        parts = [f"Step {data.get('step')}/{data.get('total_steps')}"]
+        for key in ("train_loss", "valid_loss", "valid_accuracy"):
+            if data.get(key) is not None:
+                parts.append(f"{key}={data[key]:.4f}")
+        message = ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
+        return {"message": message, "type": "metrics", "data": data}
+    return {
+        # Already scrubbed with the rest; scrubbing twice doubled the "…" of a cut path.
+        "message": str(event.get("message", "")),
+        "level": str(event.get("level", "info")),
+        "data": {k: v for k, v in event.items() if k not in ("type", "message", "level")} or None,
+    }
 
 
 @dataclass
@@ -44,31 +67,23 @@ class JobContext:
         return self.stop.is_set()
 
     def emit(self, event: dict[str, Any]) -> None:
-        """Store one library event (``type`` message or metrics) as a job event.
+        """Store one library event (``type`` message or metrics) as a job event."""
+        self.emit_many([event])
 
-        The tenant reads these: server paths are cut out first (``platform.scrub``).
+    def emit_many(self, events: Iterable[dict[str, Any]]) -> None:
+        """Store library events as job events, in order, in one transaction.
+
+        A training process reports after every step; one transaction per
+        batch (``trainer_process``) keeps a fast run from queueing on the
+        database. The tenant reads these: server paths are cut out first
+        (``platform.scrub``).
         """
-        event = scrub_value(event)
-        kind = event.get("type", "message")
-        if kind == "metrics":
-            data = {k: v for k, v in event.items() if k != "type"}
-            parts = [f"Step {data.get('step')}/{data.get('total_steps')}"]
-            for key in ("train_loss", "valid_loss", "valid_accuracy"):
-                if data.get(key) is not None:
-                    parts.append(f"{key}={data[key]:.4f}")
-            message = ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
-            with session_scope(self.sessions) as s:
-                add_event(s, self.job_id, message, type="metrics", data=data)
+        rows = [_event_row(event) for event in events]
+        if not rows:
             return
         with session_scope(self.sessions) as s:
-            add_event(
-                s,
-                self.job_id,
-                scrub(str(event.get("message", ""))),
-                level=str(event.get("level", "info")),
-                data={k: v for k, v in event.items() if k not in ("type", "message", "level")}
-                or None,
-            )
+            for row in rows:
+                add_event(s, self.job_id, **row)
 
     def record_checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
         with session_scope(self.sessions) as s:

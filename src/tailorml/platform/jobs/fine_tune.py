@@ -1,9 +1,15 @@
 """The ``fine_tune`` job kind: materialize the base, read the files, train, register the model.
 
-Everything the job produces lives in ``<data>/jobs/<job id>/``: checkpoints
-while it runs, ``model/`` when it succeeds. A restarted job resumes from
-the newest checkpoint recorded in the database, so a killed worker loses at
-most the steps since that checkpoint.
+The worker resolves what the run needs (the base model, "auto"
+hyperparameters, the checkpoint to resume from) and the training itself
+runs in a child process (``trainer_process``), whose events and
+checkpoints are stored as they come.
+
+Everything the job produces lives in ``<data>/jobs/<job id>/``: the run's
+spec and output log, checkpoints while it runs, ``model/`` when it
+succeeds. A restarted job resumes from the newest checkpoint recorded in
+the database, so a killed worker loses at most the steps since that
+checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any, Literal
 from tailorml.platform.db.engine import session_scope
 from tailorml.platform.db.models import Model
 from tailorml.platform.jobs.context import JobContext
+from tailorml.platform.jobs.trainer_process import run_trainer
 from tailorml.records import read_records
 from tailorml.registry import register
 
@@ -31,7 +38,8 @@ def choose_method(task: str, requested: str) -> Literal["full", "lora"]:
 def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
     from tailorml.models.sources import materialize
     from tailorml.train.hyperparams import resolve_hyperparameters
-    from tailorml.train.loop import TrainSpec, train
+    from tailorml.train.run_spec import RunSpec
+    from tailorml.train.spec import TrainSpec
 
     spec = ctx.spec
     settings = ctx.settings
@@ -44,10 +52,12 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
         progress=lambda m: ctx.emit({"message": m}),
     )
     task = spec["task"]
-    train_records = read_records(ctx.storage.path(spec["training_file_key"]), task)  # type: ignore[arg-type]
-    valid_records = None
+    training_file = ctx.storage.path(spec["training_file_key"])
+    validation_file = None
     if spec.get("validation_file_key"):
-        valid_records = read_records(ctx.storage.path(spec["validation_file_key"]), task)  # type: ignore[arg-type]
+        validation_file = ctx.storage.path(spec["validation_file_key"])
+    # Read here too: "auto" hyperparameters depend on the number of records.
+    train_records = read_records(training_file, task)  # type: ignore[arg-type]
 
     method_cfg = spec.get("method") or {}
     method = choose_method(task, method_cfg.get("type", "supervised"))
@@ -88,17 +98,16 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
     resume_from = Path(checkpoint.path) if checkpoint else None
     if checkpoint:
         ctx.emit({"message": f"Resuming from the checkpoint at step {checkpoint.step}."})
-    result = train(
-        tspec,
-        base,
-        train_records,
-        valid_records,
-        ctx.work_dir,
-        on_event=ctx.emit,
-        on_checkpoint=lambda info: ctx.record_checkpoint(info.step, info.path, info.metrics),
-        should_stop=ctx.should_stop,
+    run = RunSpec(
+        train=tspec,
+        base=base,
+        training_file=training_file,
+        validation_file=validation_file,
+        task=task,
+        out_dir=ctx.work_dir,
         resume_from=resume_from,
     )
+    result = run_trainer(ctx, run)
     name = spec["fine_tuned_model"]
     with session_scope(ctx.sessions) as s:
         s.merge(

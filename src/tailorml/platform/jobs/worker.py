@@ -10,7 +10,9 @@ SIGTERM (``request_stop``) stops claiming and asks the running job to stop at
 once; a job that has not stopped ``worker_stop_grace_seconds`` later (a step
 blocked in I/O that never looks at the stop flag) is handed back to the
 queue and the process exits, so a stop is bounded. The job is never marked
-failed for it: another worker resumes it from its last checkpoint.
+failed for it: another worker resumes it from its last checkpoint. A
+fine-tune trains in a child process (``trainer_process``): the stop flag
+reaches it as SIGTERM, and it dies with the worker if the worker dies.
 """
 
 from __future__ import annotations
