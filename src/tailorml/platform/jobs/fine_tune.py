@@ -26,12 +26,11 @@ from tailorml.registry import register
 
 
 def choose_method(task: str, requested: str) -> Literal["full", "lora"]:
-    """``supervised`` (OpenAI's name) means: full fine-tune for encoders, LoRA for decoders."""
-    if requested == "full":
-        return "full"
-    if requested == "lora":
-        return "lora"
-    return "full" if task in ("classification", "embedding") else "lora"
+    """``full`` or ``lora`` as asked; ``supervised`` (OpenAI's name) is the task's default
+    (full fine-tuning for an encoder's classification, LoRA for a decoder's chat)."""
+    from tailorml.train.tasks import load_task
+
+    return load_task(task).method(requested)
 
 
 @register("job_kind", "fine_tune")
