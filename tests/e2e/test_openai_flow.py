@@ -48,7 +48,14 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
     assert checkpoints and checkpoints[0].fine_tuned_model_checkpoint.startswith(
         job.fine_tuned_model
     )
-    assert job.fine_tuned_model in [m.id for m in client.models.list().data]
+    listed = [m.id for m in client.models.list().data]
+    assert job.fine_tuned_model in listed
+    # A checkpoint is a model too: listed, and it classifies.
+    step = checkpoints[0].fine_tuned_model_checkpoint
+    assert step in listed
+    early = client.post("/classifications", body={"model": step, "input": ["win money now"]},
+                        cast_to=object)  # fmt: skip
+    assert early["data"][0]["label"] in ("ham", "spam") and early["model"] == step
     texts = [
         json.loads(line)["text"]
         for line in (EXAMPLES / "spam_assassin" / "test.jsonl").read_text().splitlines()[:3]
@@ -68,7 +75,7 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
     job = client.fine_tuning.jobs.create(
         model=str(tiny_models["decoder"]),
         training_file=chat_file.id,
-        method={"type": "lora"},
+        method={"type": "lora", "training": {"checkpoint_every": 2}},  # type: ignore[typeddict-unknown-key]
         hyperparameters={"n_epochs": 1, "batch_size": 4},
     )
     job = wait_for(client, job.id)
@@ -76,6 +83,11 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
     assert job.method.type == "lora"
     model = job.fine_tuned_model
     messages = [{"role": "user", "content": "Can you help me book a flight to New York?"}]
+    ckpt = client.fine_tuning.jobs.checkpoints.list(job.id).data[0].fine_tuned_model_checkpoint
+    early_answer = client.chat.completions.create(
+        model=ckpt, messages=messages, max_tokens=4, temperature=0
+    )
+    assert early_answer.model == ckpt and early_answer.usage.completion_tokens <= 4
     answer = client.chat.completions.create(
         model=model, messages=messages, max_tokens=8, temperature=0
     )

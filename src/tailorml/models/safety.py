@@ -37,6 +37,11 @@ CONVERT_HINT = (
 )
 
 
+# A training checkpoint's own state beside its weights: written by the training loop with
+# torch.save and read back only by it, with torch.load(weights_only=True), never as weights.
+CHECKPOINT_STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pt")
+
+
 def check_model_folder(path: Path, *, allowed: Collection[str] = ()) -> Path:
     """Refuse (``UnsafeModelError``) a folder with pickle files or remote code; return ``path``.
 

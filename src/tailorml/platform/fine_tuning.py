@@ -26,6 +26,7 @@ from tailorml.errors import InvalidRequestError, ModelUnavailableError
 from tailorml.platform.db.models import Checkpoint, File, Job, JobEvent, Model, Tenant, new_id
 from tailorml.platform.files import get_file
 from tailorml.platform.jobs.queue import add_event, check_capacity, request_cancel
+from tailorml.platform.models import checkpoint_model_id
 from tailorml.platform.scoping import get_owned_job, owned
 from tailorml.platform.settings import Settings
 from tailorml.platform.storage import LocalStorage
@@ -399,7 +400,7 @@ def checkpoint_object(ck: Checkpoint, fine_tuned_model: str) -> dict[str, Any]:
         "object": "fine_tuning.job.checkpoint",
         "id": ck.id,
         "created_at": ck.created_at,
-        "fine_tuned_model_checkpoint": f"{fine_tuned_model}:ckpt-step-{ck.step}",
+        "fine_tuned_model_checkpoint": checkpoint_model_id(fine_tuned_model, ck.step),
         "fine_tuning_job_id": ck.job_id,
         "metrics": {"step": ck.step, **(ck.metrics or {})},
         "step_number": ck.step,

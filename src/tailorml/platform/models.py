@@ -4,21 +4,27 @@ Serving resolves a public model id to a ``tailorml.serve.models.ModelRef``
 through ``ModelResolver``: an ``ft:...`` id through the tenant's rows
 (another tenant's id is simply not found), a catalog name through the model
 cache. An unknown id is an error, never a silent fallback to a base model.
+
+A job's checkpoints are models too, as with OpenAI: ``<fine_tuned_model>:ckpt-step-<N>``
+(the ``fine_tuned_model_checkpoint`` of ``GET /v1/fine_tuning/jobs/{id}/checkpoints``) serves
+the weights of step N while its folder is kept, and is listed with the tenant's models, so
+a cancelled or failed job still leaves something to call.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from tailorml.errors import ConflictError, NotFoundError
-from tailorml.platform.db.models import Model
+from tailorml.platform.db.models import Checkpoint, Job, Model
 from tailorml.platform.jobs.queue import ACTIVE
 from tailorml.platform.scoping import owned
 from tailorml.platform.settings import Settings
@@ -53,7 +59,57 @@ def list_models(session: Session, *, tenant_id: str) -> list[dict[str, Any]]:
     ]
     for row in session.scalars(owned(Model, tenant_id=tenant_id).order_by(Model.created_at)):
         data.append(model_object(row))
+    data.extend(_checkpoint_objects(session, tenant_id=tenant_id))
     return data
+
+
+CHECKPOINT_ID = re.compile(r"^(ft:.+):ckpt-step-(\d{1,9})$")
+
+
+def checkpoint_model_id(fine_tuned_model: str, step: int) -> str:
+    return f"{fine_tuned_model}:ckpt-step-{step}"
+
+
+def _tenant_checkpoints(
+    session: Session, *, tenant_id: str, step: int | None = None
+) -> list[tuple[Checkpoint, Job]]:
+    """The tenant's checkpoints whose folders still exist (training keeps the newest few)."""
+    query = (
+        select(Checkpoint, Job)
+        .join(Job, Job.id == Checkpoint.job_id)
+        .where(Job.tenant_id == tenant_id, Job.kind == "fine_tune")
+        .order_by(Checkpoint.created_at, Checkpoint.step)
+    )
+    if step is not None:
+        query = query.where(Checkpoint.step == step)
+    return [(ck, job) for ck, job in session.execute(query).tuples() if Path(ck.path).is_dir()]
+
+
+def _checkpoint_objects(session: Session, *, tenant_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": checkpoint_model_id(job.spec["fine_tuned_model"], ck.step),
+            "object": "model",
+            "created": ck.created_at,
+            "owned_by": tenant_id,
+            "base": job.spec.get("base") or job.spec.get("model"),
+            "tasks": [job.spec.get("task")],
+            "fine_tuning_job": job.id,
+            "checkpoint_step": ck.step,
+        }
+        for ck, job in _tenant_checkpoints(session, tenant_id=tenant_id)
+    ]
+
+
+def _checkpoint_folder(session: Session, *, tenant_id: str, model_id: str) -> str | None:
+    match = CHECKPOINT_ID.match(model_id)
+    if match is None:
+        return None
+    name, step = match.group(1), int(match.group(2))
+    for ck, job in _tenant_checkpoints(session, tenant_id=tenant_id, step=step):
+        if job.spec.get("fine_tuned_model") == name:
+            return ck.path
+    return None
 
 
 def model_object(row: Model) -> dict[str, Any]:
@@ -125,13 +181,16 @@ class ModelResolver:
 
         if model_id.startswith("ft:"):
             row = session.get(Model, model_id)
-            if row is None or row.tenant_id != tenant_id:
+            path = row.path if row is not None and row.tenant_id == tenant_id else None
+            if row is None:
+                path = _checkpoint_folder(session, tenant_id=tenant_id, model_id=model_id)
+            if path is None:
                 self.forget(model_id)
                 raise _not_found(model_id)
-            stamp = _folder_stamp(row.path)
+            stamp = _folder_stamp(path)
             ref = self._cached(model_id, stamp)
             if ref is None:
-                ref = ModelRef.from_folder(model_id, Path(row.path))
+                ref = ModelRef.from_folder(model_id, Path(path))
                 self._keep(model_id, stamp, ref)
             return ref
         ref = self._cached(model_id, "catalog")

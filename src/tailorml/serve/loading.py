@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorml.errors import ModelUnavailableError
-from tailorml.models.safety import check_model_folder
+from tailorml.models.safety import CHECKPOINT_STATE_FILES, check_model_folder
 from tailorml.serve.backend import LoadConfig
 from tailorml.serve.bases import AdapterRequest, BaseSpec, resolve_dtype
 
@@ -127,7 +127,8 @@ class Weights:
         from peft import PeftModel
 
         name, path = adapter.name, adapter.path
-        check_model_folder(Path(path))  # before peft opens a (pickle) adapter_model.bin
+        # Before peft opens a (pickle) adapter_model.bin; a checkpoint's state files pass.
+        check_model_folder(Path(path), allowed=CHECKPOINT_STATE_FILES)
         try:
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(path, adapter_name=name, torch_device=self.device)
@@ -200,7 +201,8 @@ def load_weights(spec: BaseSpec, config: LoadConfig) -> Weights:
             f"{path} holds no model (config.json is missing); restore the model folder.",
             param="model",
         )
-    check_model_folder(path)  # no pickle weights, no remote code: before from_pretrained
+    # No pickle weights, no remote code: before from_pretrained (a checkpoint's state passes).
+    check_model_folder(path, allowed=CHECKPOINT_STATE_FILES)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device, spec.dtype)
     # A checkpoint's own quantization_config (spec.quantization) is applied by

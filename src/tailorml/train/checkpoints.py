@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tailorml.errors import InvalidRequestError
 from tailorml.models.atomic import atomic_directory
 from tailorml.models.manifest import ModelManifest
+from tailorml.models.safety import CHECKPOINT_STATE_FILES
 
 if TYPE_CHECKING:
     import torch
@@ -62,7 +63,7 @@ class TrainerState:
 
 
 # A checkpoint's own training state, loaded with torch.load(weights_only=True): not model weights.
-STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pt")
+STATE_FILES = CHECKPOINT_STATE_FILES
 
 
 def write_model_folder(folder: Path, model: Any, tokenizer: Any, manifest: ModelManifest) -> None:

@@ -109,7 +109,10 @@ def _optimizer(model: Any, spec: TrainSpec, head_modules: frozenset[str]) -> Any
                 "weight_decay": spec.weight_decay if decay else 0.0,
             }
             for (is_head, decay), params in sorted(groups.items())
-        ]
+        ],
+        # One kernel over all parameters instead of a loop of small ops: on a CPU the
+        # optimizer step of a full fine-tune is memory-bound, and this is a third of a step.
+        fused=True,
     )
 
 
