@@ -30,6 +30,8 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
         training_file=uploaded.id,
         suffix="spam",
         hyperparameters={"n_epochs": 2, "batch_size": 8},
+        # Every step, so the epoch-end checkpoint exists (TailorML extension).
+        method={"type": "supervised", "training": {"early_stopping_patience": 0}},  # type: ignore[typeddict-unknown-key]
     )
     assert job.status in ("queued", "running") and job.fine_tuned_model is None
     job = wait_for(client, job.id)
@@ -75,7 +77,7 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
     job = client.fine_tuning.jobs.create(
         model=str(tiny_models["decoder"]),
         training_file=chat_file.id,
-        method={"type": "lora", "training": {"checkpoint_every": 2}},  # type: ignore[typeddict-unknown-key]
+        method={"type": "lora", "training": {"checkpoint_every": 2, "early_stopping_patience": 0}},  # type: ignore[typeddict-unknown-key]
         hyperparameters={"n_epochs": 1, "batch_size": 4},
     )
     job = wait_for(client, job.id)

@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("torch", reason="inference needs the ml extra (torch)")
 
 from tailorml.models.safety import CHECKPOINT_STATE_FILES  # noqa: E402
+from tailorml.platform.auth import get_tenant  # noqa: E402
 from tailorml.platform.db.engine import session_scope  # noqa: E402
 from tailorml.platform.db.models import Checkpoint, Job  # noqa: E402
-from tailorml.platform.auth import get_tenant  # noqa: E402
 from tests.platform.api.test_inference import adapters  # noqa: E402, F401
 from tests.platform.conftest import make_tenant  # noqa: E402
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -257,3 +258,17 @@ def test_invalid_spec_lists_every_problem(tiny_encoder, tmp_path):
         train(spec, tiny_encoder, spam_records("train", 20), None, tmp_path, on_event=EventLog())
     message = info.value.message
     assert "n_epochs" in message and "learning_rate" in message and "valid_fraction" in message
+
+
+def test_the_run_says_its_effective_settings_and_what_it_cut(tiny_encoder, tmp_path):
+    events = EventLog()
+    records = spam_records("train", 30)  # e-mails: most are longer than 16 tokens
+    train(cls_spec(n_epochs=1, max_length=16, gradient_accumulation_steps=2), tiny_encoder,
+          records, None, tmp_path, on_event=events)  # fmt: skip
+    settings = next(m for m in events.messages if m.startswith("Settings:"))
+    assert "learning rate 0.001" in settings and "batch 8 x 2 accumulated = 16" in settings
+    assert "max_length 16 tokens" in settings and "3 training records" in settings
+    assert "held out" in settings
+    cut = next(m for m in events.messages if "were cut" in m)
+    found = re.match(r"(\d+) of 27 training records are longer than max_length=16 tokens", cut)
+    assert found and 20 <= int(found.group(1)) <= 27, cut  # e-mails: nearly all longer

@@ -51,10 +51,13 @@ def test_a_run_that_overfits_stops_early_and_returns_its_best_model(tiny_encoder
     assert not list((tmp_path / "run").glob("best-step-*"))  # copied into model/, then removed
 
 
-def test_without_patience_it_runs_every_step_and_still_returns_the_best(tiny_encoder, tmp_path):
+@pytest.mark.parametrize("patience", [None, 0])
+def test_without_patience_it_runs_every_step_and_still_returns_the_best(
+    tiny_encoder, tmp_path, patience
+):
     records, valid = spam_records("train", 16), spam_records("dev", 24)
     events = EventLog()
-    spec = overfitting_spec(early_stopping_patience=None)
+    spec = overfitting_spec(early_stopping_patience=patience)
     result = train(spec, tiny_encoder, records, valid, tmp_path, on_event=events)
     evaluated = [
         (m["step"], m["valid_loss"]) for m in events.metrics[1:] if m["valid_loss"] is not None
@@ -65,7 +68,7 @@ def test_without_patience_it_runs_every_step_and_still_returns_the_best(tiny_enc
     assert result.metrics["valid_loss"] == pytest.approx(best_loss)
 
 
-def test_patience_must_be_positive(tiny_encoder, tmp_path):
+def test_patience_cannot_be_negative(tiny_encoder, tmp_path):
     with pytest.raises(Exception, match="early_stopping_patience"):
-        train(overfitting_spec(early_stopping_patience=0), tiny_encoder, spam_records("train", 8),
+        train(overfitting_spec(early_stopping_patience=-1), tiny_encoder, spam_records("train", 8),
               [], tmp_path, on_event=EventLog())  # fmt: skip

@@ -98,6 +98,7 @@ def _checkpoint_objects(session: Session, *, tenant_id: str) -> list[dict[str, A
             "checkpoint_step": ck.step,
         }
         for ck, job in _tenant_checkpoints(session, tenant_id=tenant_id)
+        if job.spec.get("fine_tuned_model")  # a job row written without a name has none
     ]
 
 

@@ -84,14 +84,25 @@ class ClassificationTask(TrainTask):
             # tokenizer called on an empty batch raises IndexError instead of returning [].
             return examples, skipped
         texts = [r.text for r in records if isinstance(r, ClassificationRecord)]
-        encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        # The overflow rows say which texts were cut (only the first row of each is kept).
+        out = tokenizer(
+            texts, truncation=True, max_length=max_length, return_overflowing_tokens=True
+        )
+        owners = out.get("overflow_to_sample_mapping") or list(range(len(texts)))
+        encoded: list[list[int]] = [[] for _ in texts]
+        cut = [False] * len(texts)
+        for row, owner in enumerate(owners):
+            if encoded[owner]:
+                cut[owner] = True
+            else:
+                encoded[owner] = list(out["input_ids"][row])
         for i, (record, ids) in enumerate(zip(records, encoded, strict=True)):
             assert isinstance(record, ClassificationRecord)
             if record.label not in index:
                 # Only validation records can get here: the labels come from training.
                 skipped.append(f"record {i + 1}: label {record.label!r} is not in the training set")
                 continue
-            examples.append(Example(list(ids), index[record.label], record=i))
+            examples.append(Example(ids, index[record.label], record=i, truncated=cut[i]))
         return examples, skipped
 
     def score(self, model: Any, batch: dict[str, torch.Tensor]) -> BatchScore:

@@ -136,6 +136,7 @@ class _Data:
     pad_id: int
     train: list[Example]
     valid: list[Example]
+    held_out: str  # how the validation set came about, for the first event
 
 
 def _prepare_data(
@@ -155,6 +156,15 @@ def _prepare_data(
     line_of = {id(record): n for n, record in enumerate(train_records)}
     if valid_records is None:
         train_records, valid_records = task.split(train_records, spec.valid_fraction, spec.seed)
+        held = (
+            f"no validation file, so {len(valid_records)} training records "
+            f"({spec.valid_fraction:.0%}, seeded) are held out"
+            if valid_records
+            else "no validation file and too few records to hold any out: no validation, so "
+            "no early stopping or best-model choice"
+        )
+    else:
+        held = f"validation on the validation file's {len(valid_records)} records"
     max_length = min(spec.max_length or DEFAULT_MAX_LENGTH, base.context_length)
     if spec.max_length is not None and spec.max_length > base.context_length:
         say(
@@ -170,6 +180,14 @@ def _prepare_data(
     for example in train_ex:  # the index into the training file, for quarantine reports
         example.record = line_of[id(train_records[example.record])]
     valid_ex, v_skipped = task.encode(tokenizer, valid_records, labels, max_length)
+    cut = sum(1 for e in train_ex if e.truncated)
+    if cut:
+        say(
+            f"{cut} of {len(train_ex)} training records are longer than max_length={max_length} "
+            "tokens and were cut (their ends are not trained); raise max_length to keep them "
+            "whole.",
+            "warning",
+        )
     for what, reasons in (("training", skipped), ("validation", v_skipped)):
         if reasons:
             say(f"Left out {len(reasons)} {what} record(s): {'; '.join(reasons[:5])}", "warning")
@@ -178,7 +196,7 @@ def _prepare_data(
             "No training record is usable (see the warnings); raise max_length or fix the data.",
             param="training_file",
         )
-    return _Data(tokenizer, labels, max_length, pad_id, train_ex, valid_ex)
+    return _Data(tokenizer, labels, max_length, pad_id, train_ex, valid_ex, held)
 
 
 class _StepFault(Exception):
@@ -391,6 +409,15 @@ class Recipe:
                 f"records ({len(data.valid)} for validation): {spec.n_epochs} epoch(s), "
                 f"{total_steps} steps."
             )
+            effective = spec.batch_size * accumulation
+            self.say(
+                f"Settings: learning rate {spec.learning_rate:.3g} (warmup {spec.warmup_ratio:.0%}"
+                f", then linear decay), batch {spec.batch_size}"
+                + (f" x {accumulation} accumulated = {effective}" if accumulation > 1 else "")
+                + f", max_length {data.max_length} tokens"
+                + (", packed" if spec.packing else "")
+                + f", {self.accelerator.device.type} {spec.precision}; {data.held_out}."
+            )
             state.base_metrics = self.validate()
             state.last_eval = dict(state.base_metrics)
             self.on_event(
@@ -488,7 +515,16 @@ class Recipe:
 
         metrics = _metrics(state, per_epoch)
         best = state.best
-        if best is not None and best["step"] != state.step and self._best_dir(best).is_dir():
+        if best is not None and best["step"] != state.step and not self._best_dir(best).is_dir():
+            # An attempt that ran past the checkpoint resumed from found a better model and
+            # dropped this one's folder before it was lost itself.
+            self.say(
+                f"The best model (step {best['step']}) was not kept by an interrupted attempt; "
+                "the result is the last step's model.",
+                "warning",
+            )
+            best = None
+        if best is not None and best["step"] != state.step:
             model_dir = self.out_dir / "model"
             with atomic_directory(model_dir) as tmp:
                 shutil.copytree(self._best_dir(best), tmp, dirs_exist_ok=True)
@@ -537,7 +573,7 @@ class Recipe:
             return False
         state.evals_since_best += 1
         patience = self.spec.early_stopping_patience
-        return not final and patience is not None and state.evals_since_best >= patience
+        return not final and bool(patience) and state.evals_since_best >= (patience or 0)
 
     def on_fault(self, state: TrainerState, fault: Fault, examples: list[Example]) -> None:
         """Skip the step (its update was not applied), lower the learning rate, quarantine

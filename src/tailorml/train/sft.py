@@ -110,10 +110,11 @@ def _tokenize_with_spans(
 
 def _finish(ids: list[int], labels: list[int], max_length: int, where: str) -> Example | str:
     """Truncate on the right; a record with no trained token left is skipped, with why."""
+    cut = len(ids) > max_length
     ids, labels = ids[:max_length], labels[:max_length]
     if all(label == IGNORE_INDEX for label in labels):
         return f"{where}: no reply token fits in max_length={max_length}"
-    return Example(ids, labels)
+    return Example(ids, labels, truncated=cut)
 
 
 LOSS_CHUNK = 1024  # label positions whose logits are computed at once

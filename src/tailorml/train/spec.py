@@ -46,8 +46,8 @@ class TrainSpec:
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     gradient_accumulation_steps: int = 1  # a step takes this many batches of batch_size
     packing: bool = False  # decoders: several sequences in a row instead of padding
-    # Stop after this many evaluations without a better validation loss (None: never); the
-    # result is the best evaluated model either way.
+    # Stop after this many evaluations without a better validation loss (0 or None: never);
+    # the result is the best evaluated model either way.
     early_stopping_patience: int | None = 3
     health_guard: bool = True  # skip and quarantine NaN/exploding steps (tailorml.train.health)
 
@@ -87,8 +87,8 @@ def check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
             f'precision must be "fp32", "fp16" or "bf16", got {spec.precision!r}',
         ),
         (
-            spec.early_stopping_patience is None or spec.early_stopping_patience >= 1,
-            "early_stopping_patience must be at least 1, or null to never stop early",
+            spec.early_stopping_patience is None or spec.early_stopping_patience >= 0,
+            "early_stopping_patience must be 0 or more (0 or null: never stop early)",
         ),
         (
             isinstance(spec.gradient_accumulation_steps, int)

@@ -57,6 +57,7 @@ class Example:
     input_ids: list[int]
     target: list[int] | int
     record: int = -1  # its record's index in the list it was encoded from
+    truncated: bool = False  # cut at max_length (its end is not trained)
 
     @property
     def length(self) -> int:

@@ -77,6 +77,13 @@ class TrainingOptions(BaseModel):
     packing: bool | None = Field(
         None, description="Decoders: pack several sequences into a row instead of padding."
     )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="Evaluations without a better validation loss before the run stops "
+        "(default 3; 0 never stops early). The result is the best evaluated model either way.",
+    )
 
 
 class Method(BaseModel):

@@ -74,6 +74,7 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
             "n_epochs": hp.n_epochs,
             "batch_size": hp.batch_size,
             "learning_rate_multiplier": hp.learning_rate_multiplier,
+            "learning_rate": hp.learning_rate,  # what the multiplier stands for, in effect
         },
         resolved_method=method,
     )
