@@ -4,7 +4,9 @@ a run that keeps faulting stops with an error that says what to do."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -25,24 +27,31 @@ def spec(**overrides) -> TrainSpec:  # type: ignore[no-untyped-def]
     return TrainSpec(**values)  # type: ignore[arg-type]
 
 
+@contextlib.contextmanager
+def nan_scores(recipe: Recipe) -> Iterator[None]:
+    """The injected fault: while inside, every batch the recipe scores has a NaN loss."""
+    original = recipe.task.score
+
+    def nan_score(model, batch):  # type: ignore[no-untyped-def]
+        score = original(model, batch)
+        score.loss = score.loss * float("nan")
+        return score
+
+    recipe.task.score = nan_score  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        recipe.task.score = original  # type: ignore[method-assign]
+
+
 class Poisoned(Recipe):
-    """Injects the fault: a batch holding a poisoned record scores NaN (first epoch only)."""
+    """A batch holding a poisoned record scores NaN."""
 
     def train_step(self, micro_batches):  # type: ignore[no-untyped-def]
         records = {e.record for batch in micro_batches for e in batch}
-        if records & POISONED and not getattr(self, "_epoch_two", False):
-            original = self.task.score
-
-            def nan_score(model, batch):  # type: ignore[no-untyped-def]
-                score = original(model, batch)
-                score.loss = score.loss * float("nan")
-                return score
-
-            self.task.score = nan_score  # type: ignore[method-assign]
-            try:
+        if records & POISONED:
+            with nan_scores(self):
                 return super().train_step(micro_batches)
-            finally:
-                self.task.score = original  # type: ignore[method-assign]
         return super().train_step(micro_batches)
 
 
@@ -86,18 +95,8 @@ def test_weights_gone_bad_roll_back_to_the_last_checkpoint(tiny_encoder, tmp_pat
 def test_a_run_that_keeps_faulting_stops_with_advice(tiny_encoder, tmp_path):
     class AlwaysNan(Recipe):
         def train_step(self, micro_batches):  # type: ignore[no-untyped-def]
-            original = self.task.score
-
-            def nan_score(model, batch):  # type: ignore[no-untyped-def]
-                score = original(model, batch)
-                score.loss = score.loss * float("nan")
-                return score
-
-            self.task.score = nan_score  # type: ignore[method-assign]
-            try:
+            with nan_scores(self):
                 return super().train_step(micro_batches)
-            finally:
-                self.task.score = original  # type: ignore[method-assign]
 
     with pytest.raises(InvalidRequestError, match="Training diverged.*Lower the learning rate"):
         train(spec(), tiny_encoder, spam_records("train", 64), [], tmp_path,
