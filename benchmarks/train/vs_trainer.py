@@ -212,10 +212,11 @@ def child(case_name: str, side: str, work: Path) -> dict[str, Any]:
 
 
 def _parameters(case: dict[str, Any], base: Any) -> int:
+    import torch
     from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.from_pretrained(base.path)
-    with __import__("torch").device("meta"):
+    with torch.device("meta"):
         model = AutoModel.from_config(config)
     return sum(p.numel() for p in model.parameters())
 

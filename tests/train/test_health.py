@@ -77,10 +77,11 @@ def test_a_poisoned_batch_is_skipped_and_its_records_quarantined(tiny_encoder, t
 
 def test_weights_gone_bad_roll_back_to_the_last_checkpoint(tiny_encoder, tmp_path):
     class Corrupting(Recipe):
+        steps = 0
+
         def train_step(self, micro_batches):  # type: ignore[no-untyped-def]
-            step = len(self.seen) + 1 if hasattr(self, "seen") else 1
-            self.seen = [*getattr(self, "seen", []), step]
-            if step == 5:  # after the step-3 checkpoint: a weight turns NaN, the loss with it
+            self.steps += 1
+            if self.steps == 5:  # after the step-3 checkpoint: a weight turns NaN, the loss with it
                 with torch.no_grad():
                     next(iter(self.params)).view(-1)[0] = float("nan")
             return super().train_step(micro_batches)

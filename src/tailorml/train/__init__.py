@@ -11,6 +11,9 @@ job worker calls ``hyperparams`` and starts ``run``):
 - ``run_spec``     ``RunSpec``: what that process runs, as a checked JSON file
 - ``spec``         ``TrainSpec``/``TrainResult``, the resume fingerprint, the model manifest
 - ``tasks``        the task interface; ``classification`` and ``sft`` (chat, completion)
+- ``data``         a run's data: checked, split, encoded
+- ``setup``        the model to train and its optimizer
+- ``health``       the health guard: faulty steps skipped, records quarantined
 - ``lora``         peft LoRA wrapping and adapter restore
 - ``checkpoints``  model folders, checkpoint save/load/prune
 - ``evaluation``   validation loss and accuracy during training

@@ -21,7 +21,6 @@ import contextlib
 import functools
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +39,12 @@ from tailorml.train.checkpoints import (
     save_checkpoint,
     write_model_folder,
 )
+from tailorml.train.data import prepare_data
 from tailorml.train.evaluation import evaluate
 from tailorml.train.health import LR_BACKOFF, MAX_FAULTS, Fault, GradientWatch
+from tailorml.train.setup import build_model, make_optimizer
 from tailorml.train.spec import (
     CHECKPOINT_EVERY,
-    DEFAULT_MAX_LENGTH,
     EVALS_PER_RUN,
     FINGERPRINT_DEFAULTS,
     TrainResult,
@@ -53,67 +53,9 @@ from tailorml.train.spec import (
     model_manifest,
     run_fingerprint,
 )
-from tailorml.train.tasks import Example, TrainTask, load_task
+from tailorml.train.tasks import Example, load_task
 
 __all__ = ["TrainResult", "TrainSpec", "train"]
-
-HEAD_LR_FACTOR = 20.0
-
-
-def _build_model(
-    task: TrainTask,
-    spec: TrainSpec,
-    base: MaterializedModel,
-    labels: list[str] | None,
-    resume: Path | None,
-) -> Any:
-    from tailorml.train.lora import load_adapter_weights, wrap_with_lora
-
-    if spec.method == "full":
-        # A full checkpoint is a whole model folder: load it in place of the base.
-        return task.load_model(resume or base.path, labels)
-    model = wrap_with_lora(
-        task.load_model(base.path, labels),
-        task_type=task.peft_task_type,
-        r=spec.lora_r,
-        alpha=spec.lora_alpha,
-        dropout=spec.lora_dropout,
-        target_modules=spec.lora_target_modules,
-    )
-    if resume is not None:
-        load_adapter_weights(model, resume)
-    return model
-
-
-def _optimizer(model: Any, spec: TrainSpec, head_modules: frozenset[str]) -> Any:
-    """AdamW; a new task head learns HEAD_LR_FACTOR times faster than the pretrained body.
-
-    Why: a head initialised at random needs far larger steps than weights
-    that are already good, and at the body's rate it barely moves in the few
-    hundred steps a small data set gives (SetFit trains its head at 1e-2
-    and its body at 2e-5 for the same reason). Biases and norm weights (1-D)
-    are not decayed, as in BERT and most recipes.
-    """
-    import torch
-
-    groups: dict[tuple[bool, bool], list[Any]] = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            is_head = bool(head_modules & set(name.split(".")))
-            groups.setdefault((is_head, param.ndim >= 2), []).append(param)
-    return torch.optim.AdamW(
-        [
-            {
-                "params": params,
-                "lr": spec.learning_rate * (HEAD_LR_FACTOR if is_head else 1.0),
-                "weight_decay": spec.weight_decay if decay else 0.0,
-            }
-            for (is_head, decay), params in sorted(groups.items())
-        ],
-        # One kernel over all parameters instead of a loop of small ops: on a CPU the
-        # optimizer step of a full fine-tune is memory-bound, and this is a third of a step.
-        fused=True,
-    )
 
 
 def _prepare_out_dir(out_dir: Path, resume_step: int | None) -> None:
@@ -124,79 +66,6 @@ def _prepare_out_dir(out_dir: Path, resume_step: int | None) -> None:
     for ckpt in list_checkpoints(folder):
         if resume_step is None or int(ckpt.name.split("-")[1]) > resume_step:
             shutil.rmtree(ckpt, ignore_errors=True)
-
-
-@dataclass
-class _Data:
-    """The encoded examples of a run and what encoding them needed."""
-
-    tokenizer: Any
-    labels: list[str] | None
-    max_length: int
-    pad_id: int
-    train: list[Example]
-    valid: list[Example]
-    held_out: str  # how the validation set came about, for the first event
-
-
-def _prepare_data(
-    task: TrainTask,
-    spec: TrainSpec,
-    base: MaterializedModel,
-    train_records: list[Record],
-    valid_records: list[Record] | None,
-    say: Callable[[str, str], None],
-) -> _Data:
-    """Check, split and encode the records; report every record left out."""
-    from transformers import AutoTokenizer
-
-    task.check_records(train_records, "training_file")
-    task.check_records(valid_records or [], "validation_file")
-    labels = task.labels(train_records)
-    line_of = {id(record): n for n, record in enumerate(train_records)}
-    if valid_records is None:
-        train_records, valid_records = task.split(train_records, spec.valid_fraction, spec.seed)
-        held = (
-            f"no validation file, so {len(valid_records)} training records "
-            f"({spec.valid_fraction:.0%}, seeded) are held out"
-            if valid_records
-            else "no validation file and too few records to hold any out: no validation, so "
-            "no early stopping or best-model choice"
-        )
-    else:
-        held = f"validation on the validation file's {len(valid_records)} records"
-    max_length = min(spec.max_length or DEFAULT_MAX_LENGTH, base.context_length)
-    if spec.max_length is not None and spec.max_length > base.context_length:
-        say(
-            f"max_length {spec.max_length} is over the context of {base.name}; "
-            f"using {base.context_length}.",
-            "warning",
-        )
-    tokenizer = AutoTokenizer.from_pretrained(base.path)
-    # Decoders often have no pad token; padding positions are masked out, so any id works.
-    pad_id = tokenizer.pad_token_id
-    pad_id = tokenizer.eos_token_id if pad_id is None else pad_id
-    train_ex, skipped = task.encode(tokenizer, train_records, labels, max_length)
-    for example in train_ex:  # the index into the training file, for quarantine reports
-        example.record = line_of[id(train_records[example.record])]
-    valid_ex, v_skipped = task.encode(tokenizer, valid_records, labels, max_length)
-    cut = sum(1 for e in train_ex if e.truncated)
-    if cut:
-        say(
-            f"{cut} of {len(train_ex)} training records are longer than max_length={max_length} "
-            "tokens and were cut (their ends are not trained); raise max_length to keep them "
-            "whole.",
-            "warning",
-        )
-    for what, reasons in (("training", skipped), ("validation", v_skipped)):
-        if reasons:
-            say(f"Left out {len(reasons)} {what} record(s): {'; '.join(reasons[:5])}", "warning")
-    if not train_ex:
-        raise InvalidRequestError(
-            "No training record is usable (see the warnings); raise max_length or fix the data.",
-            param="training_file",
-        )
-    return _Data(tokenizer, labels, max_length, pad_id, train_ex, valid_ex, held)
 
 
 class _StepFault(Exception):
@@ -248,7 +117,7 @@ class Recipe:
     # -- the steps ---------------------------------------------------------------------
 
     def setup_data(self, train_records: list[Record], valid_records: list[Record] | None) -> None:
-        self.data = _prepare_data(
+        self.data = prepare_data(
             self.task, self.spec, self.base, train_records, valid_records, self.say
         )
         self.lengths = [e.length for e in self.data.train]
@@ -279,12 +148,12 @@ class Recipe:
         self.accelerator = Accelerator(
             cpu=on_cpu, mixed_precision="no" if spec.precision == "fp32" else spec.precision
         )
-        return _build_model(self.task, spec, self.base, self.data.labels, self.resume)
+        return build_model(self.task, spec, self.base, self.data.labels, self.resume)
 
     def setup_optimizer(self, model: Any, total_steps: int) -> tuple[Any, Any]:
         from transformers import get_linear_schedule_with_warmup
 
-        optimizer = _optimizer(model, self.spec, self.task.head_modules)
+        optimizer = make_optimizer(model, self.spec, self.task.head_modules)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, round(self.spec.warmup_ratio * total_steps), total_steps
         )
