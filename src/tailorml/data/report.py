@@ -14,75 +14,17 @@ from the data is escaped: the page is served to tenants.
 from __future__ import annotations
 
 import difflib
-import html
 import json
 from pathlib import Path
 from typing import Any
 
+from tailorml.charts import CSS, bar_chart
+from tailorml.charts import escape as _e
+from tailorml.charts import short_number as _short
 from tailorml.data.trace import LENGTH_EDGES
 from tailorml.data.writers import dumps, write_text_atomic
 
-COLORS = ("#8da0cb", "#1b9e77", "#d95f02", "#7570b3")
 SHOWN_EXAMPLES = 3
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _short(n: float) -> str:
-    return f"{n / 1000:.0f}k" if n >= 10000 else f"{n / 1000:.1f}k" if n >= 1000 else f"{n:g}"
-
-
-def bar_chart(categories: list[str], series: dict[str, list[int]], title: str) -> str:
-    """A grouped vertical bar chart as inline SVG (one group per category, one bar per series).
-
-    Series named before/after keep their colours whichever of them is present.
-    """
-    if not categories or not any(any(v) for v in series.values()):
-        return f"<p class='muted'>{_e(title)}: no data.</p>"
-    width, height, left, bottom, top = 820, 260, 48, 64, 28
-    plot_w, plot_h = width - left - 12, height - bottom - top
-    peak = max(max(v) for v in series.values()) or 1
-    group = plot_w / len(categories)
-    bar = group * 0.8 / len(series)
-    fixed = {"before": COLORS[0], "after": COLORS[1]}
-    color = {name: fixed.get(name, COLORS[i % len(COLORS)]) for i, name in enumerate(series)}
-    parts = [
-        f"<svg viewBox='0 0 {width} {height}' width='{width}' role='img'>",
-        f"<text x='{left}' y='16' class='t'>{_e(title)}</text>",
-    ]
-    for tick in (0, 0.5, 1):
-        y = top + plot_h * (1 - tick)
-        parts.append(f"<line x1='{left}' x2='{width - 12}' y1='{y:.1f}' y2='{y:.1f}' class='g'/>")
-        parts.append(
-            f"<text x='{left - 6}' y='{y + 4:.1f}' class='a' text-anchor='end'>"
-            f"{_short(peak * tick)}</text>"
-        )
-    for s, (name, values) in enumerate(series.items()):
-        for c, value in enumerate(values):
-            h = plot_h * value / peak
-            x = left + c * group + group * 0.1 + s * bar
-            parts.append(
-                f"<rect x='{x:.1f}' y='{top + plot_h - h:.1f}' width='{bar:.1f}' "
-                f"height='{h:.1f}' fill='{color[name]}'>"
-                f"<title>{_e(name)} · {_e(categories[c])}: {value}</title></rect>"
-            )
-    for c, cat in enumerate(categories):
-        x, y = left + (c + 0.5) * group, top + plot_h + 12
-        label = cat if len(cat) <= 14 else cat[:13] + "…"
-        parts.append(
-            f"<text x='{x:.1f}' y='{y}' class='a' text-anchor='end' "
-            f"transform='rotate(-35 {x:.1f} {y})'>{_e(label)}</text>"
-        )
-    for s, name in enumerate(series):
-        x = width - 12 - 120 * (len(series) - s)
-        parts.append(
-            f"<rect x='{x}' y='6' width='12' height='12' fill='{color[name]}'/>"
-            f"<text x='{x + 16}' y='16' class='a'>{_e(name)}</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _length_labels() -> list[str]:
@@ -175,18 +117,6 @@ def _op_section(op: dict[str, Any]) -> str:
             f"{diff_html(ex['before'], ex['after'])}{tables}</details>"
         )
     return f"<section class='op'>{head}{''.join(body)}</section>"
-
-
-CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:900px;color:#222}
-h1{font-size:22px}h2{margin-top:32px;border-bottom:1px solid #ddd}h3{margin:18px 0 4px}
-.cards{display:flex;gap:12px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 14px}
-.card b{display:block;font-size:22px}.muted{color:#777;font-weight:normal}
-table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;
-text-align:left}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;word-break:break-word;
-max-height:320px;overflow:auto;font-size:12px}del{background:#fdd;color:#900}
-ins{background:#dfd;color:#060;text-decoration:none}summary{cursor:pointer}
-caption{text-align:left;font-size:12px;color:#777}
-svg .t{font-size:13px;font-weight:600}svg .a{font-size:10px;fill:#555}svg .g{stroke:#eee}"""
 
 
 def render_html(summary: dict[str, Any]) -> str:

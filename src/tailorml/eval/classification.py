@@ -57,29 +57,37 @@ def embed_texts(model: Any, tokenizer: Any, texts: list[str], max_length: int = 
     return torch.cat(rows)
 
 
+def nearest_centroids(
+    base: MaterializedModel, train: list[ClassificationRecord], texts: list[str], labels: list[str]
+) -> list[int]:
+    """The label index of each text by the nearest class centroid of the frozen base's
+    embeddings of ``train`` (what a tenant gets with no training)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    model = AutoModel.from_pretrained(base.path, dtype=torch.float32)
+    known = [r for r in train if r.label in labels]
+    train_emb = embed_texts(model, tokenizer, [r.text for r in known])
+    label_ids = torch.tensor([labels.index(r.label) for r in known])
+    present = [i for i in range(len(labels)) if bool((label_ids == i).any())]
+    centroids = torch.stack([train_emb[label_ids == i].mean(0) for i in present])
+    centroids = torch.nn.functional.normalize(centroids, dim=-1)
+    nearest = (embed_texts(model, tokenizer, texts) @ centroids.T).argmax(-1)
+    return [present[int(i)] for i in nearest]
+
+
 def baseline_accuracies(
     base: MaterializedModel, train_records: list[Record], test_records: list[Record]
 ) -> dict[str, Any]:
     """Accuracy on ``test_records`` of the majority label and of frozen-embedding nearest centroids."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
     train = _classification(train_records, "train_records")
     test = _classification(test_records, "test_records")
     majority_label = Counter(r.label for r in train).most_common(1)[0][0]
     majority = sum(r.label == majority_label for r in test) / len(test)
-
-    tokenizer = AutoTokenizer.from_pretrained(base.path)
-    model = AutoModel.from_pretrained(base.path, dtype=torch.float32)
     labels = sorted({r.label for r in train})
-    train_emb = embed_texts(model, tokenizer, [r.text for r in train])
-    label_ids = torch.tensor([labels.index(r.label) for r in train])
-    centroids = torch.stack([train_emb[label_ids == i].mean(0) for i in range(len(labels))])
-    centroids = torch.nn.functional.normalize(centroids, dim=-1)
-    predicted = (embed_texts(model, tokenizer, [r.text for r in test]) @ centroids.T).argmax(-1)
-    centroid = sum(labels[int(p)] == r.label for p, r in zip(predicted, test, strict=True)) / len(
-        test
-    )
+    predicted = nearest_centroids(base, train, [r.text for r in test], labels)
+    centroid = sum(labels[p] == r.label for p, r in zip(predicted, test, strict=True)) / len(test)
     return {
         "majority_label": majority_label,
         "majority_accuracy": majority,
@@ -111,17 +119,23 @@ def load_classifier(model_dir: Path) -> tuple[Any, Any, list[str]]:
     return model, tokenizer, labels
 
 
+def predict_proba(model: Any, tokenizer: Any, texts: list[str], max_length: int) -> Any:
+    """Class probabilities of each text (a float tensor, one row per text), without gradients."""
+    import torch
+
+    rows = []
+    with torch.no_grad():
+        for enc in _encoded_batches(tokenizer, texts, max_length):
+            rows.append(torch.softmax(model(**enc).logits.float(), dim=-1))
+    return torch.cat(rows)
+
+
 def predict_labels(
     model: Any, tokenizer: Any, labels: list[str], texts: list[str], max_length: int
 ) -> list[str]:
     """The predicted label of each text, in batches, without gradients."""
-    import torch
-
-    out: list[str] = []
-    with torch.no_grad():
-        for enc in _encoded_batches(tokenizer, texts, max_length):
-            out += [labels[int(i)] for i in model(**enc).logits.argmax(-1)]
-    return out
+    probs = predict_proba(model, tokenizer, texts, max_length)
+    return [labels[int(i)] for i in probs.argmax(-1)]
 
 
 def accuracy(model_dir: Path, records: list[Record]) -> float:

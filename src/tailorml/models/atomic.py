@@ -58,6 +58,19 @@ def atomic_directory(dest: Path, *, replace: bool = True) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write one file so readers see the old file or the new one, never half of it."""
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def remove_stale_temporaries(folder: Path) -> None:
     """Delete temporary folders a killed process left behind in ``folder``.
 

@@ -22,6 +22,8 @@ from tailorml.platform.storage import LocalStorage
 from tailorml.records import read_records, summarize
 
 PURPOSES = ("fine-tune", "batch", "batch_output", "assistants", "user_data", "evals")
+# Files only the service writes (a fine-tuning job's step metrics); uploads cannot take them.
+OUTPUT_PURPOSES = ("fine-tune-results",)
 FILENAME_MAX = 255  # the files.filename column, in characters (PostgreSQL counts characters)
 # Bidirectional overrides and isolates make a name read differently than it is
 # ("invoice\u202eLSX.exe"); no file name needs them.
@@ -66,8 +68,10 @@ def create_file(
     purpose: str,
     chunks: Iterable[bytes],
     max_bytes: int,
+    output: bool = False,
 ) -> File:
-    if purpose not in PURPOSES:
+    """Store a file of the tenant; ``output`` is a file the service writes itself."""
+    if purpose not in PURPOSES and not (output and purpose in OUTPUT_PURPOSES):
         raise InvalidRequestError(
             f"purpose must be one of {', '.join(PURPOSES)}; got {purpose[:64]!r}.",
             param="purpose",

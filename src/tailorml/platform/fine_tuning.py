@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tailorml.errors import InvalidRequestError, ModelUnavailableError
+from tailorml.errors import ConflictError, InvalidRequestError, ModelUnavailableError, NotFoundError
 from tailorml.platform.db.models import Checkpoint, File, Job, JobEvent, Model, Tenant, new_id
 from tailorml.platform.files import get_file
 from tailorml.platform.jobs.queue import add_event, check_capacity, request_cancel
@@ -156,6 +156,21 @@ def _first_labels(path: Path, enough: int) -> list[str]:
     return found
 
 
+def _check_metrics(task: str, metrics: list[str] | None) -> None:
+    """Named per-step metrics exist and fit the task (a classifier's predictions)."""
+    if not metrics:
+        return
+    from tailorml.eval.metrics import check_metric_names
+
+    check_metric_names(metrics)
+    if task != "classification":
+        raise InvalidRequestError(
+            f"method.training.metrics are computed over a classifier's predictions; a {task} job "
+            "reports its validation loss, and its evaluation report scores the answers.",
+            param="method.training.metrics",
+        )
+
+
 def _check_trainable(train_file: File, task: str, storage: LocalStorage) -> None:
     """Refuse data too small to train on (and to hold out validation records from) now, not
     as a failed job later; the message names the minimum."""
@@ -237,6 +252,7 @@ def create_job(
             exc.message, param="training_file", code="unsupported_task"
         ) from exc
     _check_trainable(train_file, task, storage)
+    _check_metrics(task, ((body.get("method") or {}).get("training") or {}).get("metrics"))
     from tailorml.train.hyperparams import resolve_hyperparameters
 
     hp = body.get("hyperparameters") or {}
@@ -364,7 +380,7 @@ def job_object(job: Job) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "fine_tuned_model": result.get("fine_tuned_model"),
         "organization_id": job.tenant_id,
-        "result_files": [],
+        "result_files": list(result.get("result_files") or []),
         "status": job.status,
         "validation_file": spec.get("validation_file"),
         "training_file": spec["training_file"],
@@ -405,3 +421,39 @@ def checkpoint_object(ck: Checkpoint, fine_tuned_model: str) -> dict[str, Any]:
         "metrics": {"step": ck.step, **(ck.metrics or {})},
         "step_number": ck.step,
     }
+
+
+def job_report(session: Session, *, tenant_id: str, job_id: str) -> tuple[Job, dict[str, Any]]:
+    """A succeeded job and the evaluation report stored with its model
+    (``tailorml.eval.report``): 409 while the job has not succeeded, 404 without a report."""
+    from tailorml.eval.report import read_report
+
+    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
+    if job.status != "succeeded":
+        raise ConflictError(
+            f"Fine-tuning job {job_id} is {job.status}; its evaluation report is written when "
+            "it succeeds.",
+            param="fine_tuning_job_id",
+            code="report_not_ready",
+        )
+    name = (job.result or {}).get("fine_tuned_model")
+    model = session.get(Model, name) if name else None
+    report = read_report(Path(model.path)) if model is not None else None
+    if report is None:
+        raise NotFoundError(
+            f"Fine-tuning job {job_id} has no evaluation report: it was trained before reports "
+            "existed, or writing the report failed (its events say why).",
+            param="fine_tuning_job_id",
+            code="report_not_found",
+        )
+    return job, report
+
+
+def metrics_history(session: Session, *, job_id: str) -> list[dict[str, Any]]:
+    """The per-step metrics events of a job, in order (the report page's loss curve)."""
+    query = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.type == "metrics")
+        .order_by(JobEvent.seq)
+    )
+    return [ev.data or {} for ev in session.scalars(query)]

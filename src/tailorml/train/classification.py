@@ -112,8 +112,9 @@ class ClassificationTask(TrainTask):
         labels = batch["labels"]
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-        correct = int((logits.argmax(-1) == labels).sum())
-        return BatchScore(loss, int(labels.shape[0]), correct)
+        predicted = logits.argmax(-1)
+        correct = int((predicted == labels).sum())
+        return BatchScore(loss, int(labels.shape[0]), correct, predicted.tolist(), labels.tolist())
 
     def split(
         self, records: list[Record], fraction: float, seed: int

@@ -1,6 +1,7 @@
 """A run's data: check the records, hold out validation, encode, and say what was left out.
 
-The recipe (``tailorml.train.loop``) calls ``prepare_data`` from its ``setup_data`` step.
+The recipe (``tailorml.train.loop``) calls ``prepare_data`` from its ``setup_data`` step;
+``split_records`` is also how the evaluation report finds the held-out records.
 """
 
 from __future__ import annotations
@@ -29,6 +30,34 @@ class RunData:
     held_out: str  # how the validation set came about, for the first event
 
 
+def split_records(
+    task: TrainTask,
+    spec: TrainSpec,
+    train_records: list[Record],
+    valid_records: list[Record] | None,
+) -> tuple[list[Record], list[Record], str]:
+    """The records a run trains and validates on, and how the validation set came about.
+
+    Without a validation file a seeded share of the training records is held
+    out; the evaluation report calls this too, to score the same records.
+    """
+    if valid_records is not None:
+        return (
+            train_records,
+            valid_records,
+            (f"validation on the validation file's {len(valid_records)} records"),
+        )
+    train_part, valid_part = task.split(train_records, spec.valid_fraction, spec.seed)
+    held = (
+        f"no validation file, so {len(valid_part)} training records "
+        f"({spec.valid_fraction:.0%}, seeded) are held out"
+        if valid_part
+        else "no validation file and too few records to hold any out: no validation, so "
+        "no early stopping or best-model choice"
+    )
+    return train_part, valid_part, held
+
+
 def prepare_data(
     task: TrainTask,
     spec: TrainSpec,
@@ -44,17 +73,7 @@ def prepare_data(
     task.check_records(valid_records or [], "validation_file")
     labels = task.labels(train_records)
     line_of = {id(record): n for n, record in enumerate(train_records)}
-    if valid_records is None:
-        train_records, valid_records = task.split(train_records, spec.valid_fraction, spec.seed)
-        held = (
-            f"no validation file, so {len(valid_records)} training records "
-            f"({spec.valid_fraction:.0%}, seeded) are held out"
-            if valid_records
-            else "no validation file and too few records to hold any out: no validation, so "
-            "no early stopping or best-model choice"
-        )
-    else:
-        held = f"validation on the validation file's {len(valid_records)} records"
+    train_records, valid_records, held = split_records(task, spec, train_records, valid_records)
     max_length = min(spec.max_length or DEFAULT_MAX_LENGTH, base.context_length)
     if spec.max_length is not None and spec.max_length > base.context_length:
         say(

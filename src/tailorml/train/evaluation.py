@@ -7,7 +7,7 @@ the result is the mean over all items, whatever the batching.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tailorml.errors import JobCancelledError
@@ -25,18 +25,23 @@ def evaluate(
     batch_size: int,
     should_stop: Callable[[], bool] = lambda: False,
     collate: Callable[[list[Any], int], dict[str, Any]] | None = None,
+    metrics: Sequence[str] = (),
+    labels: Sequence[str] | None = None,
 ) -> dict[str, float | None]:
     """``{"valid_loss", "valid_accuracy"}``; both None without examples, accuracy None for SFT.
 
     ``collate`` makes a batch (the task's padded one unless given: the loop passes its own,
-    packed or not, placed on the run's device).
+    packed or not, placed on the run's device). ``metrics`` names more figures
+    (``tailorml.eval.metrics``, over a classifier's predictions), each ``valid_<name>``.
     """
     import torch
 
     if not examples:
-        return {"valid_loss": None, "valid_accuracy": None}
+        return {"valid_loss": None, "valid_accuracy": None, **{f"valid_{m}": None for m in metrics}}
     model.eval()
     total_loss, total_weight, correct, counted = 0.0, 0, 0, False
+    predicted: list[int] = []
+    targets: list[int] = []
     with torch.no_grad():
         lengths = [e.length for e in examples]
         for batch in eval_batches(lengths, batch_size * EVAL_BATCH_FACTOR):
@@ -52,9 +57,16 @@ def evaluate(
             if score.correct is not None:
                 correct += score.correct
                 counted = True
+            predicted += score.predicted or []
+            targets += score.targets or []
     if total_weight == 0:
-        return {"valid_loss": None, "valid_accuracy": None}
-    return {
+        return {"valid_loss": None, "valid_accuracy": None, **{f"valid_{m}": None for m in metrics}}
+    found: dict[str, float | None] = {
         "valid_loss": total_loss / total_weight,
         "valid_accuracy": correct / total_weight if counted else None,
     }
+    if metrics:
+        from tailorml.eval.metrics import step_metrics
+
+        found.update(step_metrics(metrics, targets, predicted, list(labels or [])))
+    return found

@@ -216,6 +216,8 @@ class Recipe:
             self.spec.batch_size,
             self.should_stop,
             collate=lambda examples, pad: self._on_device(self.collate(examples, pad)),
+            metrics=self.spec.metrics,
+            labels=self.data.labels,
         )
         self.model.train()
         return found

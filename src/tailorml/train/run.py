@@ -13,6 +13,8 @@ transformers print cannot mix into the events):
 
 - ``message`` and ``metrics``: exactly as ``train()`` emits them;
 - ``checkpoint`` (``step``, ``path``, ``metrics``): after each checkpoint is on disk;
+- after training, messages of the evaluation report (``tailorml.eval.report``),
+  written as ``report.json`` in the model folder before the result;
 - at the end, one of ``result`` (the ``TrainResult`` fields, paths as
   strings; exit 0), ``error`` (a ``TailorError``: ``error`` its class,
   ``code``, ``message``, ``param``; exit 2), ``cancelled`` (exit 3) or
@@ -42,7 +44,7 @@ from typing import IO, Any
 
 from tailorml import errors
 from tailorml.errors import JobCancelledError, TailorError
-from tailorml.records import read_records
+from tailorml.records import Record, read_records
 from tailorml.train.checkpoints import CheckpointInfo
 from tailorml.train.run_spec import RunSpec, from_json_value, read_run_spec, to_json_value
 from tailorml.train.spec import TrainResult
@@ -72,7 +74,7 @@ def run_training(
     def on_checkpoint(info: CheckpointInfo) -> None:
         on_event({"type": "checkpoint", **to_json_value(info)})
 
-    return train(
+    result = train(
         spec.train,
         spec.base,
         train_records,
@@ -83,6 +85,57 @@ def run_training(
         should_stop=should_stop,
         resume_from=spec.resume_from,
     )
+    if spec.train.report:
+        write_evaluation_report(spec, result, train_records, valid_records, on_event, should_stop)
+    return result
+
+
+def write_evaluation_report(
+    spec: RunSpec,
+    result: TrainResult,
+    train_records: list[Record],
+    valid_records: list[Record] | None,
+    on_event: Callable[[dict], None],
+    should_stop: Callable[[], bool],
+) -> None:
+    """Write ``report.json`` beside the trained model (``tailorml.eval.report``), on the
+    records training held out; a report that fails is a warning, never a lost model."""
+    from tailorml.eval.report import build_report, write_report
+    from tailorml.train.data import split_records
+    from tailorml.train.tasks import load_task
+
+    def say(message: str, level: str = "info") -> None:
+        on_event({"type": "message", "level": level, "message": message})
+
+    task = load_task(spec.train.task)
+    train_part, valid_part, _ = split_records(task, spec.train, train_records, valid_records)
+    try:
+        report = build_report(
+            result.model_dir,
+            spec.base,
+            train_part,
+            valid_part,
+            training=result.metrics,
+            say=say,
+            should_stop=should_stop,
+        )
+        write_report(result.model_dir, report)
+    except JobCancelledError:
+        raise
+    except Exception as exc:  # the model is trained and saved; the report is extra
+        traceback.print_exc()
+        say(
+            f"The evaluation report could not be written ({type(exc).__name__}); the model is "
+            "kept and serves as usual.",
+            "warning",
+        )
+        return
+    headline = (report.get("evaluation") or {}).get("headline")
+    if headline:
+        say(
+            f"Evaluation report: {headline['metric']} {headline['base']:.3f} for the base, "
+            f"{headline['tuned']:.3f} tuned, on {report['evaluation']['n']} held-out records."
+        )
 
 
 def error_event(exc: TailorError) -> dict[str, Any]:

@@ -50,6 +50,10 @@ class TrainSpec:
     # the result is the best evaluated model either way.
     early_stopping_patience: int | None = 3
     health_guard: bool = True  # skip and quarantine NaN/exploding steps (tailorml.train.health)
+    # Metrics computed at every evaluation step beside loss and accuracy
+    # (names registered in tailorml.eval.metrics: macro_f1, ...; classification).
+    metrics: list[str] = field(default_factory=list)
+    report: bool = True  # base against tuned on the held-out records, after training
 
 
 @dataclass
@@ -97,6 +101,21 @@ def check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
         ),
     ]
     problems += [message for ok, message in checks if not ok]
+    if spec.metrics:
+        import tailorml.eval.metrics  # noqa: F401  (the metrics register on import)
+        from tailorml.registry import names
+
+        known = names("metric")
+        unknown = [m for m in spec.metrics if m not in known]
+        if unknown:
+            problems.append(
+                f"unknown metric(s) {', '.join(map(repr, unknown))}; choose from {', '.join(known)}"
+            )
+        if spec.task != "classification":
+            problems.append(
+                f"metrics are computed over a classifier's predictions; a {spec.task} job reports "
+                "its loss (and the evaluation report) instead"
+            )
     if problems:
         raise InvalidRequestError("Invalid training spec: " + "; ".join(problems) + ".")
 

@@ -78,6 +78,9 @@ class BatchScore:
     loss: torch.Tensor
     weight: int
     correct: int | None = None
+    # Classifiers: each item's predicted and true class, for metrics named in the spec.
+    predicted: list[int] | None = None
+    targets: list[int] | None = None
 
 
 class TrainTask:

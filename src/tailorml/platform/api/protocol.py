@@ -84,6 +84,12 @@ class TrainingOptions(BaseModel):
         description="Evaluations without a better validation loss before the run stops "
         "(default 3; 0 never stops early). The result is the best evaluated model either way.",
     )
+    metrics: list[StrictStr] | None = Field(
+        None,
+        max_length=16,
+        description="Classification: more figures at every evaluation step, as valid_<name> "
+        "(accuracy, macro_f1, weighted_f1, balanced_accuracy).",
+    )
 
 
 class Method(BaseModel):

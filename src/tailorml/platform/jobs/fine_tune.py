@@ -14,11 +14,16 @@ checkpoint.
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy import select
+
 from tailorml.platform.db.engine import session_scope
-from tailorml.platform.db.models import Model
+from tailorml.platform.db.models import JobEvent, Model
+from tailorml.platform.files import create_file
 from tailorml.platform.jobs.context import JobContext
 from tailorml.platform.jobs.trainer_process import run_trainer
 from tailorml.records import read_records
@@ -127,4 +132,53 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
         "metrics": result.metrics,
         "steps": result.steps,
         "labels": result.labels,
+        "result_files": [store_results_file(ctx)],
     }
+
+
+# OpenAI's result file columns first, in its order; TailorML's figures after them.
+RESULT_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
+EXTRA_COLUMNS = ("valid_accuracy", "epoch", "learning_rate", "trained_tokens")
+
+
+def results_csv(rows: list[dict[str, Any]]) -> bytes:
+    """The per-step metrics as OpenAI's ``step_metrics.csv``: a row per step, the last one
+    recorded when a resumed attempt ran a step again; empty cells where a step has no figure."""
+    by_step = {int(r["step"]): r for r in rows if isinstance(r.get("step"), int)}
+    named = sorted({k for r in by_step.values() for k in r if k.startswith("valid_")})
+    columns = [
+        *RESULT_COLUMNS,
+        *EXTRA_COLUMNS,
+        *(k for k in named if k not in RESULT_COLUMNS + EXTRA_COLUMNS),
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for step in sorted(by_step):
+        row = by_step[step]
+        writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
+    return out.getvalue().encode()
+
+
+def store_results_file(ctx: JobContext) -> str:
+    """Store the job's per-step metrics as a ``fine-tune-results`` file of its tenant."""
+    with session_scope(ctx.sessions) as s:
+        rows = [
+            ev.data or {}
+            for ev in s.scalars(
+                select(JobEvent)
+                .where(JobEvent.job_id == ctx.job_id, JobEvent.type == "metrics")
+                .order_by(JobEvent.seq)
+            )
+        ]
+        file = create_file(
+            s,
+            tenant_id=ctx.tenant_id,
+            storage=ctx.storage,
+            filename="step_metrics.csv",
+            purpose="fine-tune-results",
+            chunks=[results_csv(rows)],
+            max_bytes=1 << 40,  # written by the service, not an upload
+            output=True,
+        )
+        return file.id

@@ -1,15 +1,18 @@
-"""/v1/fine_tuning/jobs: create, list, retrieve, cancel, events, checkpoints."""
+"""/v1/fine_tuning/jobs: create, list, retrieve, cancel, events, checkpoints, and (TailorML
+extension) the evaluation report."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from tailorml.platform import fine_tuning as service
 from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
 from tailorml.platform.api.idempotent import IdempotencyKeyDep, create_once
 from tailorml.platform.api.protocol import FineTuningJobCreate
+from tailorml.platform.api.routes.datasets import REPORT_CSP
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
@@ -93,3 +96,25 @@ def list_checkpoints(
         "first_id": data[0]["id"] if data else None,
         "last_id": data[-1]["id"] if data else None,
     }
+
+
+@router.get("/{job_id}/report", response_model=None)
+def job_report(
+    job_id: str,
+    session: ReadSessionDep,
+    tenant_id: TenantDep,
+    format: str = Query("json", pattern="^(json|html)$"),
+) -> Response:
+    """The base model against the tuned one on the held-out records (JSON, or a page with
+    charts for ``format=html``)."""
+    job, report = service.job_report(session, tenant_id=tenant_id, job_id=job_id)
+    # The page shows the tenant's records (escaped); the policy keeps any script from running
+    # on the API's origin even so.
+    headers = {"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"}
+    if format == "json":
+        return JSONResponse({**report, "fine_tuning_job_id": job.id}, headers=headers)
+    from tailorml.eval.html import render_report_html
+
+    history = service.metrics_history(session, job_id=job.id)
+    title = (job.result or {}).get("fine_tuned_model") or job.id
+    return HTMLResponse(render_report_html(report, history, title), headers=headers)
