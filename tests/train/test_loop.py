@@ -272,3 +272,46 @@ def test_the_run_says_its_effective_settings_and_what_it_cut(tiny_encoder, tmp_p
     cut = next(m for m in events.messages if "were cut" in m)
     found = re.match(r"(\d+) of 27 training records are longer than max_length=16 tokens", cut)
     assert found and 20 <= int(found.group(1)) <= 27, cut  # e-mails: nearly all longer
+
+
+def test_metrics_named_in_the_spec_at_every_evaluation(tiny_encoder, tmp_path):
+    from tailorml.eval.classification import load_classifier, predict_labels
+    from tailorml.eval.metrics import step_metrics
+
+    events = EventLog()
+    valid = spam_records("dev", 12)
+    spec = cls_spec(n_epochs=1, metrics=["macro_f1", "balanced_accuracy"])
+    result = train(spec, tiny_encoder, spam_records("train", 24), valid, tmp_path, on_event=events)
+    evaluated = [m for m in events.metrics if m["valid_loss"] is not None]
+    assert all(0 <= m["valid_macro_f1"] <= 1 for m in evaluated)
+    # The result is the best step's model; its figures are the ones recomputed from the folder.
+    model, tokenizer, labels = load_classifier(result.model_dir)
+    predicted = predict_labels(model, tokenizer, labels, [r.text for r in valid], 512)
+    again = step_metrics(
+        ["macro_f1"],
+        [labels.index(r.label) for r in valid],
+        [labels.index(p) for p in predicted],
+        labels,
+    )
+    assert result.metrics["valid_macro_f1"] == pytest.approx(again["valid_macro_f1"], abs=1e-6)
+
+
+def test_metrics_need_a_classifier_and_known_names(tiny_decoder, tiny_encoder, tmp_path):
+    with pytest.raises(InvalidRequestError, match="metrics are computed over a classifier"):
+        train(
+            chat_spec(metrics=["macro_f1"]),
+            tiny_decoder,
+            glaive_chats(4),
+            None,
+            tmp_path,
+            on_event=EventLog(),
+        )
+    with pytest.raises(InvalidRequestError, match="unknown metric.*'f9'"):
+        train(
+            cls_spec(metrics=["f9"]),
+            tiny_encoder,
+            spam_records("train", 8),
+            None,
+            tmp_path,
+            on_event=EventLog(),
+        )

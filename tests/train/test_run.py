@@ -15,6 +15,7 @@ import pytest
 
 from tailorml import errors
 from tailorml.errors import FileFormatError, InvalidRequestError, TailorError
+from tailorml.eval.report import read_report
 from tailorml.records import record_to_dict
 from tailorml.train.run import (
     EXIT_CANCELLED,
@@ -25,6 +26,7 @@ from tailorml.train.run import (
     error_event,
     error_from_event,
     result_from_event,
+    run_training,
 )
 from tailorml.train.run_spec import RunSpec, read_run_spec, to_json_value, write_run_spec
 from tailorml.train.spec import TrainResult
@@ -177,6 +179,29 @@ def test_a_run_writes_events_checkpoints_and_the_model(tiny_encoder, tmp_path) -
     assert result.labels == ["ham", "spam"] and result.trained_tokens > 0
     assert (result.model_dir / "tailor_model.json").is_file()
     assert (result.model_dir / "model.safetensors").is_file()
+    # The evaluation report, on the validation file's 8 records, before the result.
+    report = read_report(result.model_dir)
+    assert report is not None and report["evaluation"]["n"] == 8
+    said = [e["message"] for e in events if e["type"] == "message"]
+    assert any(m.startswith("Evaluation report: accuracy") for m in said)
+
+
+def test_a_failed_report_keeps_the_model(tiny_encoder, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The report runs after the model is saved: its failure is a warning, not a lost run."""
+    import tailorml.eval.report
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("report bug")
+
+    monkeypatch.setattr(tailorml.eval.report, "build_report", broken)
+    events: list[dict] = []
+    result = run_training(
+        run_spec(tmp_path, tiny_encoder), on_event=events.append, should_stop=lambda: False
+    )
+    assert (result.model_dir / "model.safetensors").is_file()
+    assert read_report(result.model_dir) is None
+    warning = [e for e in events if e.get("level") == "warning"][-1]
+    assert "could not be written (RuntimeError)" in warning["message"]
 
 
 def test_sigterm_stops_the_run_at_a_step_boundary(tiny_encoder, tmp_path) -> None:  # type: ignore[no-untyped-def]

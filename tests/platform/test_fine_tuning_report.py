@@ -1,0 +1,94 @@
+"""A succeeded fine-tune's evaluation report (JSON and a page) and its result file, through the
+API: the report the training process wrote, the CSV of every step, another tenant refused."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from tailorml.platform.jobs.fine_tune import results_csv
+from tailorml.platform.jobs.worker import Worker
+from tests.platform.jobs.test_trainer_process import _create, _job
+
+pytest.importorskip("torch", reason="training needs the ml extra (torch)")
+
+
+def test_report_and_result_file_of_a_succeeded_job(  # type: ignore[no-untyped-def]
+    client, acme, globex, settings, tiny_models, tmp_path
+) -> None:
+    training = {"checkpoint_every": 100, "eval_every": 2, "metrics": ["macro_f1"]}
+    job_id = _create(
+        client,
+        acme,
+        tiny_models,
+        tmp_path,
+        epochs=2,
+        method={"type": "full", "training": training},
+    )
+    res = client.get(f"/v1/fine_tuning/jobs/{job_id}/report", headers=acme)
+    assert res.status_code == 409 and res.json()["error"]["code"] == "report_not_ready"
+    assert Worker(settings).run(max_jobs=1) == 1
+    job = _job(client, acme, job_id)
+    assert job["status"] == "succeeded", job["error"]
+
+    report = client.get(f"/v1/fine_tuning/jobs/{job_id}/report", headers=acme)
+    assert report.status_code == 200
+    body = report.json()
+    assert body["fine_tuning_job_id"] == job_id and body["task"] == "classification"
+    ev = body["evaluation"]
+    assert ev["tuned"]["accuracy"] == pytest.approx(job["metrics"]["valid_accuracy"])
+    assert ev["n"] == body["n_validation"] == 4  # 10 % of the 40 records, held out, seeded
+    assert "default-src 'none'" in report.headers["content-security-policy"]
+    page = client.get(f"/v1/fine_tuning/jobs/{job_id}/report?format=html", headers=acme)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Evaluation report" in page.text and "<svg" in page.text
+    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events?limit=100", headers=acme).json()
+    assert any(e["message"].startswith("Evaluation report: accuracy") for e in events["data"])
+
+    (file_id,) = job["result_files"]
+    meta = client.get(f"/v1/files/{file_id}", headers=acme).json()
+    assert (meta["purpose"], meta["filename"]) == ("fine-tune-results", "step_metrics.csv")
+    content = client.get(f"/v1/files/{file_id}/content", headers=acme)
+    rows = list(csv.DictReader(io.StringIO(content.text)))
+    assert list(rows[0])[:5] == [
+        "step",
+        "train_loss",
+        "train_accuracy",
+        "valid_loss",
+        "valid_mean_token_accuracy",
+    ]
+    assert [int(r["step"]) for r in rows] == list(range(len(rows)))  # step 0 is the base
+    assert rows[-1]["valid_macro_f1"] != "" and rows[1]["valid_loss"] == ""  # evaluated every 2
+
+    for path in (f"/v1/fine_tuning/jobs/{job_id}/report", f"/v1/files/{file_id}/content"):
+        other = client.get(path, headers=globex)
+        assert other.status_code == 404, path
+
+
+def test_metrics_are_checked_at_creation(client, acme, tiny_models, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.platform.jobs.test_trainer_process import _lines
+    from tests.platform.test_files import upload
+
+    file_id = upload(client, acme, _lines(tmp_path, "t.jsonl", "train.jsonl", 20)).json()["id"]
+    body = {
+        "model": str(tiny_models["encoder"]),
+        "training_file": file_id,
+        "method": {"type": "full", "training": {"metrics": ["f7"]}},
+    }
+    res = client.post("/v1/fine_tuning/jobs", headers=acme, json=body)
+    assert res.status_code == 400
+    assert "choose from" in res.json()["error"]["message"]
+
+
+def test_results_csv_keeps_the_last_row_of_a_step_run_twice() -> None:
+    rows = [
+        {"step": 0, "valid_loss": 0.9},
+        {"step": 1, "train_loss": 0.8},
+        {"step": 1, "train_loss": 0.7},  # a resumed attempt ran step 1 again
+        {"step": 2, "train_loss": 0.6, "valid_loss": 0.5, "valid_macro_f1": 0.4},
+    ]
+    parsed = list(csv.DictReader(io.StringIO(results_csv(rows).decode())))
+    assert [r["train_loss"] for r in parsed] == ["", "0.7", "0.6"]
+    assert parsed[2]["valid_macro_f1"] == "0.4"
