@@ -68,6 +68,20 @@ def test_classification_and_chat_flow(live_server, tiny_models, tmp_path) -> Non
     assert [d["index"] for d in res["data"]] == [0, 1, 2]
     for item in res["data"]:
         assert item["label"] in ("ham", "spam") and abs(sum(item["scores"].values()) - 1) < 1e-4
+    why = client.post(
+        "/classifications",
+        body={"model": job.fine_tuned_model, "input": texts[0], "explain": True},
+        cast_to=object,
+    )["data"][0]
+    assert why["label"] == res["data"][0]["label"]
+    ex = why["explanation"]
+    assert ex["target"] == why["label"] and len(ex["tokens"]) == len(ex["attributions"]) > 2
+    assert abs(sum(ex["attributions"]) - (why["score"] - ex["baseline_score"])) < 0.05
+    # The report of the job, and its step metrics as a file, through the SDK.
+    report = client.get(f"/fine_tuning/jobs/{job.id}/report", cast_to=object)
+    assert report["evaluation"]["tuned"]["accuracy"] >= 0
+    (results,) = job.result_files
+    assert client.files.content(results).text.startswith("step,train_loss,train_accuracy")
     vectors = client.embeddings.create(model="minilm-l6", input=texts[:2]).data
     assert len(vectors) == 2 and len(vectors[0].embedding) == 384
 

@@ -32,6 +32,7 @@ from typing import Protocol
 
 from tailorml.errors import InvalidRequestError
 from tailorml.serve.bases import AdapterRequest, BaseSpec
+from tailorml.serve.explain import Attribution
 from tailorml.serve.grammar import Grammar
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -201,6 +202,12 @@ class LoadedBase(Protocol):
         self, batch: list[list[int]], adapter: AdapterRequest | None, tenant: str | None = None
     ) -> list[list[float]]:
         """Class probabilities (softmax), one row per input, in label-id order."""
+        ...
+
+    def explain(
+        self, batch: list[list[int]], adapter: AdapterRequest | None, targets: list[int]
+    ) -> list[Attribution]:
+        """Per-token attributions of each input to the probability of its target class."""
         ...
 
 

@@ -37,6 +37,7 @@ from tailorml.serve.backend import (
 )
 from tailorml.serve.bases import AdapterRequest, BaseSpec
 from tailorml.serve.cache import ModelCache
+from tailorml.serve.explain import IG_STEPS, MAX_EXPLAINED_INPUTS
 from tailorml.serve.metrics import ServeMetrics
 from tailorml.serve.models import ModelRef
 from tailorml.serve.requests import (
@@ -393,14 +394,25 @@ class Engine:
         *,
         truncate: bool = False,
         tenant: str | None = None,
+        explain: bool = False,
     ) -> tuple[list[dict[str, Any]], int]:
-        """``{"label", "score", "scores"}`` per input (softmax), and the token count."""
+        """``{"label", "score", "scores"}`` per input (softmax), and the token count.
+
+        ``explain`` adds ``explanation``: each token's integrated-gradients attribution to
+        the predicted label's probability, with the convergence delta (``serve.explain``).
+        """
         spec = self._cache.spec(ref)
         if spec.head != "classifier":
             raise InvalidRequestError(
                 f"Model {ref.key!r} is not a classifier; use a model fine-tuned on text/label "
                 "data (a classification fine-tuning job).",
                 param="model",
+            )
+        if explain and len(inputs) > MAX_EXPLAINED_INPUTS:
+            raise InvalidRequestError(
+                f"explain takes at most {MAX_EXPLAINED_INPUTS} inputs per request (each costs "
+                f"{IG_STEPS} forward and backward passes); got {len(inputs)}. Split the request.",
+                param="explain",
             )
         ticket = self._admit(spec, tenant)
         try:
@@ -415,14 +427,30 @@ class Engine:
                 ref, model, "classifications", batch,
                 lambda: model.classify(batch, adapter, tenant),
             )  # fmt: skip
+            best = [max(range(len(probs)), key=probs.__getitem__) for probs in rows]
+            found = None
+            if explain:
+                found = self._observed(
+                    ref, model, "explanations", batch,
+                    lambda: model.explain(batch, adapter, best),
+                )  # fmt: skip
         finally:
             ticket.release()
         results = []
-        for probs in rows:
+        for i, probs in enumerate(rows):
             names = labels if len(labels) == len(probs) else tuple(map(str, range(len(probs))))
-            best = max(range(len(probs)), key=probs.__getitem__)
             scores = dict(zip(names, probs, strict=True))
-            results.append({"label": names[best], "score": probs[best], "scores": scores})
+            result = {"label": names[best[i]], "score": probs[best[i]], "scores": scores}
+            if found is not None:
+                result["explanation"] = {
+                    "method": "integrated_gradients",
+                    "target": names[best[i]],
+                    "tokens": found[i].tokens,
+                    "attributions": found[i].scores,
+                    "convergence_delta": found[i].convergence_delta,
+                    "baseline_score": found[i].baseline_probability,
+                }
+            results.append(result)
         return results, sum(map(len, batch))
 
     def _observed(

@@ -28,6 +28,7 @@ from tailorml.serve.backend import (
 from tailorml.serve.bases import AdapterRequest, BaseSpec
 from tailorml.serve.batching import BatchScheduler
 from tailorml.serve.encoder_batching import EncoderBatcher
+from tailorml.serve.explain import Attribution, integrated_gradients
 from tailorml.serve.grammar import GrammarCompiler
 from tailorml.serve.loading import Weights, load_weights
 from tailorml.serve.scheduler import StepScheduler
@@ -143,6 +144,36 @@ class TorchBase:
         self, batch: list[list[int]], adapter: AdapterRequest | None, tenant: str | None = None
     ) -> list[list[float]]:
         return self.encoder.run(batch, adapter, hidden=False, tenant=tenant)
+
+    def explain(
+        self, batch: list[list[int]], adapter: AdapterRequest | None, targets: list[int]
+    ) -> list[Attribution]:
+        """Integrated-gradients attributions of each input to its target class
+        (``tailorml.serve.explain``), under the model lock with ``adapter`` active."""
+        weights = self.weights
+        hf = self.tokenizer(adapter).hf
+        pad = hf.pad_token_id if hf.pad_token_id is not None else 0
+        special = frozenset(hf.all_special_ids)
+        with self.scheduler.lock:
+            if adapter is not None:
+                weights.ensure(adapter)
+                weights.pin(adapter.name)
+            try:
+                weights.activate(adapter)
+                return [
+                    integrated_gradients(
+                        weights.model,
+                        ids,
+                        target,
+                        pad_id=pad,
+                        special_ids=special,
+                        tokens=hf.convert_ids_to_tokens(ids),
+                    )
+                    for ids, target in zip(batch, targets, strict=True)
+                ]
+            finally:
+                if adapter is not None:
+                    weights.unpin(adapter.name)
 
 
 if TYPE_CHECKING:

@@ -249,3 +249,8 @@ class ClassificationRequest(_Body):
     truncate: bool = Field(
         False, description="Cut inputs longer than the context instead of refusing them."
     )
+    explain: bool = Field(
+        False,
+        description="Add each token's integrated-gradients attribution to the predicted "
+        "label (at most 16 inputs).",
+    )

@@ -138,6 +138,8 @@ def classifications(
 ) -> dict[str, Any]:
     ref = _ref(state, tenant_id, body.model, need="classify")
     inputs = [body.input] if isinstance(body.input, str) else body.input
-    results, tokens = state.serving.classify(ref, inputs, truncate=body.truncate, tenant=tenant_id)
+    results, tokens = state.serving.classify(
+        ref, inputs, truncate=body.truncate, tenant=tenant_id, explain=body.explain
+    )
     _meter(state, tenant_id, body.model, tokens)
     return shapes.classification_list(results, body.model, tokens)
