@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import tailorml.serve.torch_backend  # noqa: F401  (registers the default "torch" backend)
 from tailorml.errors import ContextLengthExceededError, InvalidRequestError
+from tailorml.models.neighbors import NeighborIndex
 from tailorml.registry import lookup
 from tailorml.serve.admission import Admission, Rejected, Ticket
 from tailorml.serve.backend import (
@@ -40,6 +41,7 @@ from tailorml.serve.cache import ModelCache
 from tailorml.serve.explain import IG_STEPS, MAX_EXPLAINED_INPUTS
 from tailorml.serve.metrics import ServeMetrics
 from tailorml.serve.models import ModelRef
+from tailorml.serve.neighbors import MAX_NEIGHBORS, NeighborIndexes
 from tailorml.serve.requests import (
     check_choices,
     check_inputs,
@@ -164,6 +166,7 @@ class Engine:
             max_queue=max_queue, tenant_concurrency=tenant_concurrency, limit_for=tenant_limits
         )
         self.metrics = ServeMetrics(lambda: [(n, m.stats()) for n, m in self._cache.bases()])
+        self._indexes = NeighborIndexes()
 
     # -- generation ----------------------------------------------------------
 
@@ -386,6 +389,44 @@ class Engine:
         finally:
             ticket.release()
         return vectors, sum(map(len, batch))
+
+    def neighbors(
+        self,
+        ref: ModelRef,
+        inputs: list[str],
+        k: int,
+        *,
+        truncate: bool = False,
+        tenant: str | None = None,
+    ) -> tuple[list[list[dict[str, Any]]], int]:
+        """The ``k`` training records nearest each input in the model's own representation
+        (the index training stored with it, ``models.neighbors``), and the token count."""
+        self._index(ref, k)  # refuse before any work
+        vectors, tokens = self.embed(ref, inputs, truncate=truncate, tenant=tenant)
+        return self.nearest_records(ref, vectors, k), tokens
+
+    def nearest_records(
+        self, ref: ModelRef, vectors: list[list[float]], k: int
+    ) -> list[list[dict[str, Any]]]:
+        """The ``k`` training records nearest each of ``vectors`` (this model's embeddings)."""
+        index = self._index(ref, k)
+        return [index.nearest(v, k) for v in vectors]
+
+    def _index(self, ref: ModelRef, k: int) -> NeighborIndex:
+        if not 1 <= k <= MAX_NEIGHBORS:
+            raise InvalidRequestError(
+                f"explain.neighbors must be between 1 and {MAX_NEIGHBORS}; got {k}.",
+                param="explain",
+            )
+        index = self._indexes.get(ref.path)
+        if index is None:
+            raise InvalidRequestError(
+                f"Model {ref.key!r} has no index of its training records: only models "
+                "fine-tuned here have one (those trained before it existed do not); leave out "
+                "explain.neighbors.",
+                param="explain",
+            )
+        return index
 
     def classify(
         self,

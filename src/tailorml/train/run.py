@@ -87,7 +87,51 @@ def run_training(
     )
     if spec.train.report:
         write_evaluation_report(spec, result, train_records, valid_records, on_event, should_stop)
+        write_neighbor_index(spec, result, train_records, valid_records, on_event, should_stop)
     return result
+
+
+def write_neighbor_index(
+    spec: RunSpec,
+    result: TrainResult,
+    train_records: list[Record],
+    valid_records: list[Record] | None,
+    on_event: Callable[[dict], None],
+    should_stop: Callable[[], bool],
+) -> None:
+    """Index the records the model trained on, in its own representation
+    (``tailorml.eval.neighbors``), for ``explain: {"neighbors": k}``; a failure is a warning."""
+    from tailorml.eval.neighbors import build_index
+    from tailorml.train.data import split_records
+    from tailorml.train.tasks import load_task
+
+    task = load_task(spec.train.task)
+    trained, _, _ = split_records(task, spec.train, train_records, valid_records)
+    line_of = {id(record): n + 1 for n, record in enumerate(train_records)}
+    try:
+        n = build_index(
+            result.model_dir, trained, [line_of[id(r)] for r in trained], should_stop=should_stop
+        )
+    except JobCancelledError:
+        raise
+    except Exception as exc:  # the model is trained and saved; the index is extra
+        traceback.print_exc()
+        on_event(
+            {
+                "type": "message",
+                "level": "warning",
+                "message": f"The training records could not be indexed ({type(exc).__name__}); "
+                "explain.neighbors will not answer for this model.",
+            }
+        )
+        return
+    on_event(
+        {
+            "type": "message",
+            "level": "info",
+            "message": f"Indexed {n} training records for explain.neighbors.",
+        }
+    )
 
 
 def write_evaluation_report(

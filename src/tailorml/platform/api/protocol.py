@@ -231,6 +231,22 @@ def _bounded_inputs(value: str | list[str]) -> str | list[str]:
     return value
 
 
+class ExplainOptions(BaseModel):
+    """TailorML extension: why a model answered as it did."""
+
+    model_config = ConfigDict(extra="forbid")
+    attributions: bool = Field(
+        False, description="Classifications: each token's integrated-gradients attribution."
+    )
+    neighbors: int | None = Field(
+        None,
+        ge=1,
+        le=50,
+        description="The k training records nearest each input in the model's own "
+        "representation (fine-tuned models).",
+    )
+
+
 class EmbeddingRequest(_Body):
     model: StrictStr
     input: StrictStr | list[StrictStr] = Field(min_length=1)
@@ -239,6 +255,11 @@ class EmbeddingRequest(_Body):
     dimensions: int | None = None
     truncate: bool = Field(
         False, description="TailorML extension: cut inputs longer than the context."
+    )
+    explain: ExplainOptions | None = Field(
+        None,
+        description='TailorML extension: {"neighbors": k} adds each input\'s k nearest '
+        "training records.",
     )
 
 
@@ -249,8 +270,16 @@ class ClassificationRequest(_Body):
     truncate: bool = Field(
         False, description="Cut inputs longer than the context instead of refusing them."
     )
-    explain: bool = Field(
+    explain: bool | ExplainOptions = Field(
         False,
-        description="Add each token's integrated-gradients attribution to the predicted "
-        "label (at most 16 inputs).",
+        description="true: each token's integrated-gradients attribution to the predicted "
+        'label (at most 16 inputs); {"attributions": bool, "neighbors": k} to choose, k '
+        "training records nearest each input.",
     )
+
+    def attributions(self) -> bool:
+        explain = self.explain
+        return explain is True or (isinstance(explain, ExplainOptions) and explain.attributions)
+
+    def neighbors(self) -> int | None:
+        return self.explain.neighbors if isinstance(self.explain, ExplainOptions) else None

@@ -127,9 +127,16 @@ def embeddings(body: EmbeddingRequest, state: StateDep, tenant_id: TenantDep) ->
         )
     ref = _ref(state, tenant_id, body.model, need="embed")
     inputs = [body.input] if isinstance(body.input, str) else body.input
+    if body.explain is not None and body.explain.neighbors is not None:
+        state.serving.nearest_records(ref, [], body.explain.neighbors)  # refuse before work
     vectors, tokens = state.serving.embed(ref, inputs, truncate=body.truncate, tenant=tenant_id)
     _meter(state, tenant_id, body.model, tokens)
-    return shapes.embedding_list(vectors, body.model, tokens, body.encoding_format)
+    out = shapes.embedding_list(vectors, body.model, tokens, body.encoding_format)
+    if body.explain is not None and body.explain.neighbors is not None:
+        near = state.serving.nearest_records(ref, vectors, body.explain.neighbors)
+        for item, found in zip(out["data"], near, strict=True):
+            item["neighbors"] = found
+    return out
 
 
 @router.post("/classifications")
@@ -139,7 +146,12 @@ def classifications(
     ref = _ref(state, tenant_id, body.model, need="classify")
     inputs = [body.input] if isinstance(body.input, str) else body.input
     results, tokens = state.serving.classify(
-        ref, inputs, truncate=body.truncate, tenant=tenant_id, explain=body.explain
+        ref, inputs, truncate=body.truncate, tenant=tenant_id, explain=body.attributions()
     )
+    k = body.neighbors()
+    if k is not None:
+        near, _ = state.serving.neighbors(ref, inputs, k, truncate=body.truncate, tenant=tenant_id)
+        for result, found in zip(results, near, strict=True):
+            result["neighbors"] = found
     _meter(state, tenant_id, body.model, tokens)
     return shapes.classification_list(results, body.model, tokens)
