@@ -174,3 +174,11 @@ def test_rerank_refuses_what_it_cannot_do(client, acme, models, tiny_models) -> 
     chat = register(client, "acme", "chat", tiny_models["decoder"], "chat")
     err = refused(model=chat)
     assert err["code"] == "invalid_model_for_endpoint" and "cannot rerank" in err["message"]
+
+
+def test_rerank_is_in_the_openapi_description(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/v1/rerank"]["post"]
+    assert "relevance" in operation["description"] and "400" in operation["responses"]
+    body = spec["components"]["schemas"]["RerankRequest"]["properties"]
+    assert {"model", "query", "documents", "top_n", "return_documents"} <= set(body)
