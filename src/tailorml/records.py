@@ -8,7 +8,7 @@ chat               ``{"messages": [{"role", "content"}, ...]}``
 completion         ``{"prompt": str, "completion": str}``
 classification     ``{"text": str, "label": str}``
 preference         ``{"input": {"messages"}, "preferred_output", "non_preferred_output"}``
-embedding          ``{"anchor": str, "positive": str}``
+embedding          ``{"anchor": str, "positive": str, "negative"?: str}``
 =================  ==========================================================
 
 ``parse_record`` turns a decoded line into a record or raises ``ValueError``
@@ -68,9 +68,13 @@ class PreferenceRecord:
 
 @dataclass(slots=True)
 class EmbeddingPairRecord:
+    """A text and one that should embed close to it; ``negative`` (optional) one that should
+    not, though it looks alike (a hard negative: the best use of a contrastive batch)."""
+
     anchor: str
     positive: str
     task: Task = "embedding"
+    negative: str | None = None
 
 
 Record = (
@@ -144,7 +148,10 @@ def parse_record(obj: Any, task: Task | None = None) -> Record:
             raise ValueError("'label' must be a string or an integer")
         return ClassificationRecord(_string(obj, "text"), str(label))
     if found == "embedding":
-        return EmbeddingPairRecord(_string(obj, "anchor"), _string(obj, "positive"))
+        negative = _string(obj, "negative") if obj.get("negative") is not None else None
+        return EmbeddingPairRecord(
+            _string(obj, "anchor"), _string(obj, "positive"), negative=negative
+        )
     inp = obj.get("input")
     if not isinstance(inp, dict):
         raise ValueError("'input' must be an object with messages")
@@ -164,7 +171,8 @@ def record_to_dict(record: Record) -> dict[str, Any]:
     if isinstance(record, ClassificationRecord):
         return {"text": record.text, "label": record.label}
     if isinstance(record, EmbeddingPairRecord):
-        return {"anchor": record.anchor, "positive": record.positive}
+        pair = {"anchor": record.anchor, "positive": record.positive}
+        return pair if record.negative is None else {**pair, "negative": record.negative}
 
     def msgs(ms: list[Message]) -> list[dict[str, str]]:
         return [{"role": m.role, "content": m.content} for m in ms]

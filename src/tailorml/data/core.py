@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 # Which fields of a record hold free text that text operators act on.
-TEXT_FIELDS = ("text", "prompt", "completion", "anchor", "positive", "content")
+TEXT_FIELDS = ("text", "prompt", "completion", "anchor", "positive", "negative", "content")
 _NESTED = (dict, list)
 
 

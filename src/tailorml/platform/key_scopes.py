@@ -20,6 +20,7 @@ INFERENCE_PATHS = (
     "/v1/completions",
     "/v1/embeddings",
     "/v1/classifications",
+    "/v1/rerank",
 )
 
 
@@ -53,7 +54,7 @@ WHAT_IT_ALLOWS = {
     "all": "every tenant route",
     "read-only": "GET requests only",
     "inference": "POST /v1/chat/completions, /v1/completions, /v1/embeddings, "
-    "/v1/classifications and GET /v1/models",
+    "/v1/classifications, /v1/rerank and GET /v1/models",
     "fine-tune": "/v1/files, /v1/fine_tuning, /v1/datasets, /v1/models, /v1/batches and the "
     "inference routes",
     "annotator": "GET /v1/files and GET /v1/datasets (reserved for the console's labeling)",

@@ -146,6 +146,11 @@ class Tokenizer(Protocol):
         """Token ids of ``text``; ``special`` adds the model's bos/cls/sep tokens."""
         ...
 
+    def encode_pair(self, first: str, second: str) -> tuple[list[int], list[int] | None]:
+        """Token ids of a text pair as a cross-encoder reads it (``[CLS] a [SEP] b [SEP]``),
+        and its token type ids (segment 0, then 1), None for models that have none."""
+        ...
+
     def decode(self, ids: list[int]) -> str:
         """Text of ``ids``, special tokens skipped and spaces left as they are."""
         ...
@@ -199,9 +204,14 @@ class LoadedBase(Protocol):
         ...
 
     def classify(
-        self, batch: list[list[int]], adapter: AdapterRequest | None, tenant: str | None = None
+        self,
+        batch: list[list[int]],
+        adapter: AdapterRequest | None,
+        tenant: str | None = None,
+        token_types: list[list[int]] | None = None,
     ) -> list[list[float]]:
-        """Class probabilities (softmax), one row per input, in label-id order."""
+        """Class probabilities (softmax; a single-logit head's sigmoid), one row per input, in
+        label-id order; ``token_types`` (a text pair's segments) per input where given."""
         ...
 
     def explain(

@@ -64,6 +64,7 @@ class _Job:
     adapter: AdapterRequest | None
     hidden: bool  # pooled hidden states (embeddings), else class probabilities
     tenant: str | None = None
+    types: list[list[int]] | None = None  # token type ids per input (text pairs)
     results: list[list[float]] = field(default_factory=list)
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -107,11 +108,13 @@ class EncoderBatcher:
         *,
         hidden: bool,
         tenant: str | None = None,
+        types: list[list[int]] | None = None,
     ) -> list[list[float]]:
-        """Encode ``batch`` (token ids per input) with ``adapter``; blocks until answered."""
+        """Encode ``batch`` (token ids per input, and their token types where given) with
+        ``adapter``; blocks until answered."""
         if not batch:
             return []
-        job = _Job(batch, adapter, hidden, tenant)
+        job = _Job(batch, adapter, hidden, tenant, types)
         with self._cv:
             self._waiting.append(job)
             if self._thread is None:
@@ -215,6 +218,13 @@ class EncoderBatcher:
             ids, mask = ids.to(weights.device), mask.to(weights.device)
             names = [job.adapter_name for job, _ in chunk]
             kwargs: dict[str, Any] = {}
+            if any(job.types is not None for job, _ in chunk):
+                # Text pairs (rerank on a cross-encoder): segment ids; single texts are all 0.
+                types = torch.zeros_like(ids)
+                for r, (job, i) in enumerate(chunk):
+                    if job.types is not None:
+                        types[r, : len(job.types[i])] = torch.tensor(job.types[i])
+                kwargs["token_type_ids"] = types
             if len(set(names)) == 1:
                 weights.activate(chunk[0][0].adapter)
             else:
@@ -233,6 +243,9 @@ class EncoderBatcher:
                     keep = mask.unsqueeze(-1).to(states.dtype)
                     pooled = (states * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
                     vectors = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+                elif out.logits.shape[-1] == 1:
+                    # One logit is a score, not a distribution (a softmax of it is always 1).
+                    vectors = torch.sigmoid(out.logits.float())
                 else:
                     vectors = torch.softmax(out.logits.float(), dim=-1)
             values = vectors.cpu().tolist()

@@ -1,4 +1,4 @@
-"""The inference engine: chat, completions, embeddings and classification over local models.
+"""The inference engine: generation, embeddings, classification and rerank over local models.
 
 ``Engine`` is what the platform's HTTP layer calls, from a thread pool, for
 every ``/v1`` request. It checks the request the way OpenAI does (same
@@ -49,6 +49,7 @@ from tailorml.serve.requests import (
     check_sampling,
     grammar_for,
 )
+from tailorml.serve.rerank import check_rerank, cosines, pair_inputs, relevant_class, single_inputs
 from tailorml.serve.textstream import IncrementalDecoder, StopStringCutter
 
 T = TypeVar("T")
@@ -458,11 +459,7 @@ class Engine:
         ticket = self._admit(spec, tenant)
         try:
             model, adapter = self._cache.get(ref, spec)
-            labels = model.labels
-            # A LoRA base carries placeholder names (LABEL_0...), as does a full
-            # model saved without id2label: the manifest's labels are the real ones.
-            if ref.labels and (adapter is not None or _placeholder_labels(labels)):
-                labels = ref.labels
+            labels = _labels(ref, model, adapter)
             batch = self._encode_inputs(ref, model, adapter, inputs, truncate)
             rows = self._observed(
                 ref, model, "classifications", batch,
@@ -493,6 +490,49 @@ class Engine:
                 }
             results.append(result)
         return results, sum(map(len, batch))
+
+    def rerank(
+        self,
+        ref: ModelRef,
+        query: str,
+        documents: list[str],
+        *,
+        truncate: bool = False,
+        tenant: str | None = None,
+    ) -> tuple[list[float], int]:
+        """Each document's relevance to ``query``, in the documents' order, and the tokens
+        read: an embedder's cosine, or a cross-encoder classifier's probability of
+        "relevant" (see ``rerank.py``)."""
+        documents = check_rerank(query, documents)
+        spec = self._cache.spec(ref)
+        if spec.head == "causal_lm":
+            raise InvalidRequestError(
+                f"Model {ref.key!r} is a decoder (chat/completion) model and cannot rerank; use "
+                "an embedding model or a classifier trained on (query, document) pairs.",
+                param="model",
+                code="invalid_model_for_endpoint",
+            )
+        ticket = self._admit(spec, tenant)
+        try:
+            model, adapter = self._cache.get(ref, spec)
+            limit, tokenizer = _context_limit(ref, model), model.tokenizer(adapter)
+            if spec.head == "classifier":
+                labels = _labels(ref, model, adapter)
+                batch, types = pair_inputs(tokenizer, query, documents, limit, truncate)
+                rows = self._observed(
+                    ref, model, "rerank", batch,
+                    lambda: model.classify(batch, adapter, tenant, token_types=types),
+                )  # fmt: skip
+                scores = [row[relevant_class(labels, len(row))] for row in rows]
+            else:
+                batch = single_inputs(tokenizer, query, documents, limit, truncate)
+                vectors = self._observed(
+                    ref, model, "rerank", batch, lambda: model.embed(batch, adapter, tenant)
+                )
+                scores = cosines(vectors)
+        finally:
+            ticket.release()
+        return scores, sum(map(len, batch))
 
     def _observed(
         self, ref: ModelRef, model: LoadedBase, kind: str, batch: list[list[int]],
@@ -620,6 +660,15 @@ def _held(deltas: Iterator[StreamDelta], ticket: Ticket) -> Iterator[StreamDelta
 def _context_limit(ref: ModelRef, model: LoadedBase) -> int:
     positions = model.max_positions or math.inf
     return int(min(ref.context_length, positions))
+
+
+def _labels(ref: ModelRef, model: LoadedBase, adapter: AdapterRequest | None) -> tuple[str, ...]:
+    """A classifier's class names. A LoRA base carries placeholder names (LABEL_0...), as
+    does a full model saved without id2label: the manifest's labels are the real ones."""
+    labels = model.labels
+    if ref.labels and (adapter is not None or _placeholder_labels(labels)):
+        return ref.labels
+    return labels
 
 
 def _placeholder_labels(labels: tuple[str, ...]) -> bool:

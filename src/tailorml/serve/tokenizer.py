@@ -32,6 +32,12 @@ class HFTokenizer:
         with self._lock:
             return list(self.hf(text, add_special_tokens=special)["input_ids"])
 
+    def encode_pair(self, first: str, second: str) -> tuple[list[int], list[int] | None]:
+        with self._lock:
+            out = self.hf(first, second, add_special_tokens=True)
+        types = out.get("token_type_ids")
+        return list(out["input_ids"]), list(types) if types is not None else None
+
     def decode(self, ids: list[int]) -> str:
         # No space clean-up: it rewrites " ." across piece boundaries, so the
         # pieces of a stream would no longer join to the whole.

@@ -141,9 +141,13 @@ class TorchBase:
         return self.encoder.run(batch, adapter, hidden=True, tenant=tenant)
 
     def classify(
-        self, batch: list[list[int]], adapter: AdapterRequest | None, tenant: str | None = None
+        self,
+        batch: list[list[int]],
+        adapter: AdapterRequest | None,
+        tenant: str | None = None,
+        token_types: list[list[int]] | None = None,
     ) -> list[list[float]]:
-        return self.encoder.run(batch, adapter, hidden=False, tenant=tenant)
+        return self.encoder.run(batch, adapter, hidden=False, tenant=tenant, types=token_types)
 
     def explain(
         self, batch: list[list[int]], adapter: AdapterRequest | None, targets: list[int]

@@ -15,7 +15,8 @@ task supplies the parts that differ:
   (``tailorml.train.hyperparams`` reads them for "auto" values).
 
 Tasks register as ``register("task", name)`` beside their code
-(``classification.py``, ``sft.py``); ``load_task(name)`` returns an instance.
+(``classification.py``, ``embedding.py``, ``sft.py``); ``load_task(name)`` returns an
+instance.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def pad_batch(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
 def load_task(name: str) -> TrainTask:
     """An instance of the task registered as ``name``."""
     # The built-in tasks register when their modules are imported.
-    from tailorml.train import classification, sft  # noqa: F401
+    from tailorml.train import classification, embedding, sft  # noqa: F401
 
     if name not in names("task"):
         raise InvalidRequestError(

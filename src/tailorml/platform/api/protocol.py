@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from tailorml.errors import InvalidRequestError
+from tailorml.serve.rerank import MAX_DOCUMENTS as MAX_RERANK_DOCUMENTS
 
 Auto = Literal["auto"]
 
@@ -261,6 +262,36 @@ class EmbeddingRequest(_Body):
         description='TailorML extension: {"neighbors": k} adds each input\'s k nearest '
         "training records.",
     )
+
+
+class RerankDocument(_Body):
+    text: StrictStr
+
+
+class RerankRequest(_Body):
+    """TailorML extension, shaped like the rerank APIs of Cohere, Jina and vLLM."""
+
+    model: StrictStr
+    query: StrictStr
+    documents: list[StrictStr | RerankDocument] = Field(
+        min_length=1, description='Texts, or objects {"text": ...}, to order by relevance.'
+    )
+    top_n: int | None = Field(None, ge=1, description="Return only the best top_n results.")
+    return_documents: bool = Field(True, description="Give each result's document text back.")
+    truncate: bool = Field(False, description="Cut query + document pairs longer than the context.")
+
+    @field_validator("documents")
+    @classmethod
+    def _bounded(cls, value: list[str | RerankDocument]) -> list[str | RerankDocument]:
+        if len(value) > MAX_RERANK_DOCUMENTS:
+            raise ValueError(
+                f"at most {MAX_RERANK_DOCUMENTS} documents per request, got {len(value)}; send "
+                "them in several requests and merge the scores"
+            )
+        return value
+
+    def texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
 
 
 class ClassificationRequest(_Body):

@@ -9,6 +9,7 @@ as the last streamed chunk when ``stream_options.include_usage`` is set.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,5 +174,32 @@ def classification_list(results: list[dict[str, Any]], model: str, tokens: int) 
         "object": "list",
         "model": model,
         "data": [{"index": i, **r} for i, r in enumerate(results)],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def rerank_results(
+    scores: list[float],
+    documents: list[str],
+    model: str,
+    tokens: int,
+    *,
+    top_n: int | None,
+    return_documents: bool,
+) -> dict[str, Any]:
+    """``/v1/rerank``'s answer (TailorML extension, the shape vLLM and Cohere use): results
+    best first, each with its index in the request, its relevance and (asked) its text."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:top_n]
+    results = []
+    for i in order:
+        result: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
+        if return_documents:
+            result["document"] = {"text": documents[i]}
+        results.append(result)
+    return {
+        "id": f"rerank-{secrets.token_hex(12)}",
+        "object": "rerank",
+        "model": model,
+        "results": results,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }

@@ -1,4 +1,4 @@
-"""/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classifications.
+"""/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classifications, /v1/rerank.
 
 Each resolves the model for the calling tenant, checks that the model can do
 the task, and calls the serving engine; ``stream: true`` answers with
@@ -27,6 +27,7 @@ from tailorml.platform.api.protocol import (
     ClassificationRequest,
     CompletionRequest,
     EmbeddingRequest,
+    RerankRequest,
 )
 from tailorml.platform.api.state import AppState
 from tailorml.platform.db.engine import read_scope
@@ -41,6 +42,13 @@ def _ref(state: AppState, tenant_id: str, model: str, *, need: str) -> Any:
         raise InvalidRequestError(
             f"{model} is an encoder ({ref.task or 'embedding'} model) and cannot generate text; "
             "use /v1/classifications or /v1/embeddings, or a decoder model for completions.",
+            param="model",
+            code="invalid_model_for_endpoint",
+        )
+    if need == "rerank" and ref.architecture == "decoder":
+        raise InvalidRequestError(
+            f"{model} is a decoder ({ref.task or 'chat'} model) and cannot rerank; use an "
+            "embedding model or a classifier (cross-encoder) trained on query/document pairs.",
             param="model",
             code="invalid_model_for_endpoint",
         )
@@ -155,3 +163,19 @@ def classifications(
             result["neighbors"] = found
     _meter(state, tenant_id, body.model, tokens)
     return shapes.classification_list(results, body.model, tokens)
+
+
+@router.post("/rerank")
+def rerank(body: RerankRequest, state: StateDep, tenant_id: TenantDep) -> dict[str, Any]:
+    """TailorML extension: order documents by relevance to a query (an embedding model's
+    cosine, or a cross-encoder classifier's probability of "relevant")."""
+    ref = _ref(state, tenant_id, body.model, need="rerank")
+    documents = body.texts()
+    scores, tokens = state.serving.rerank(
+        ref, body.query, documents, truncate=body.truncate, tenant=tenant_id
+    )
+    _meter(state, tenant_id, body.model, tokens)
+    return shapes.rerank_results(
+        scores, documents, body.model, tokens,
+        top_n=body.top_n, return_documents=body.return_documents,
+    )  # fmt: skip
