@@ -124,6 +124,15 @@ class UnsafeModelError(ModelUnavailableError):
     default_code = "unsafe_model_file"
 
 
+class FidelityError(TailorError):
+    """A trained model does not answer as training computed: the adapter on its base, the merged
+    weights or the model as the serving engine loads it disagree on the probe set."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code = "fidelity_check_failed"
+
+
 class JobCancelledError(TailorError):
     """Raised inside a running job when its cancellation was requested."""
 

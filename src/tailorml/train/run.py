@@ -60,10 +60,23 @@ EXIT_USAGE = 64  # bad command line (BSD's EX_USAGE), kept apart from EXIT_ERROR
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
+AfterTraining = Callable[[TrainResult, Callable[[str], None]], None]
+
+
 def run_training(
-    spec: RunSpec, *, on_event: Callable[[dict], None], should_stop: Callable[[], bool]
+    spec: RunSpec,
+    *,
+    on_event: Callable[[dict], None],
+    should_stop: Callable[[], bool],
+    after_training: AfterTraining | None = None,
 ) -> TrainResult:
-    """Read the records and train as ``spec`` says; checkpoints are reported as events."""
+    """Read the records and train as ``spec`` says; checkpoints are reported as events.
+
+    After the model is saved: its evaluation report and training-record index, the fidelity
+    probes (``tailorml.eval.fidelity``; a disagreement raises ``FidelityError``), then
+    ``after_training(result, say)``: the caller's own checks before the result is final (the
+    platform checks the model as the serving engine loads it).
+    """
     from tailorml.train.loop import train
 
     train_records = read_records(spec.training_file, spec.task)
@@ -88,7 +101,44 @@ def run_training(
     if spec.train.report:
         write_evaluation_report(spec, result, train_records, valid_records, on_event, should_stop)
         write_neighbor_index(spec, result, train_records, valid_records, on_event, should_stop)
+    if spec.train.fidelity_check:
+        write_fidelity_probes(spec, result, train_records, valid_records, on_event, should_stop)
+    if after_training is not None:
+        after_training(
+            result,
+            lambda message: on_event({"type": "message", "level": "info", "message": message}),
+        )
     return result
+
+
+def write_fidelity_probes(
+    spec: RunSpec,
+    result: TrainResult,
+    train_records: list[Record],
+    valid_records: list[Record] | None,
+    on_event: Callable[[dict], None],
+    should_stop: Callable[[], bool],
+) -> None:
+    """Answer the fidelity probes with the trained model, adapter on its base and merged
+    (``tailorml.eval.fidelity``): held-out records first, training records when none are."""
+    from tailorml.eval.fidelity import write_expectations
+    from tailorml.train.data import split_records
+    from tailorml.train.tasks import load_task
+
+    task = load_task(spec.train.task)
+    trained, held, _ = split_records(task, spec.train, train_records, valid_records)
+    n = write_expectations(result.model_dir, held + trained, should_stop=should_stop)
+    if n:
+        on_event(
+            {
+                "type": "message",
+                "level": "info",
+                "message": f"Fidelity probes: the adapter on its base and the merged model agree "
+                f"on {n} probes."
+                if spec.train.method == "lora"
+                else f"Fidelity probes: {n} answers of the trained model stored.",
+            }
+        )
 
 
 def write_neighbor_index(
@@ -306,7 +356,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, after_training: AfterTraining | None = None) -> int:
     """Run the spec; return the exit status (``EXIT_*``)."""
     args = _parser().parse_args(argv)
     sink = EventSink.open(args.events_fd)
@@ -319,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         if stop():  # the parent died before the kernel was told to kill us with it
             raise JobCancelledError("The run was stopped before it started: its parent is gone.")
         spec = read_run_spec(args.spec)
-        result = run_training(spec, on_event=sink.write, should_stop=stop)
+        result = run_training(
+            spec, on_event=sink.write, should_stop=stop, after_training=after_training
+        )
     except JobCancelledError as exc:
         sink.write({"type": "cancelled", "message": exc.message})
         return EXIT_CANCELLED

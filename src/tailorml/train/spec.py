@@ -54,6 +54,8 @@ class TrainSpec:
     # (names registered in tailorml.eval.metrics: macro_f1, ...; classification).
     metrics: list[str] = field(default_factory=list)
     report: bool = True  # base against tuned on the held-out records, after training
+    # Probes answered by the adapter on its base and merged, stored for the serving check.
+    fidelity_check: bool = True
 
 
 @dataclass

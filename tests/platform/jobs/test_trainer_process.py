@@ -14,6 +14,7 @@ from sqlalchemy import event, select
 from tailorml.errors import FileFormatError
 from tailorml.platform.db.engine import session_scope
 from tailorml.platform.db.models import Checkpoint, Job, JobEvent
+from tailorml.platform.jobs.trainer_process import CHILD_MODULE
 from tailorml.platform.jobs.worker import Worker
 from tailorml.platform.storage import LocalStorage
 from tailorml.records import read_records
@@ -51,7 +52,7 @@ def _job(client, acme, job_id: str) -> dict:  # type: ignore[no-untyped-def]
 
 
 def _trainers(job_dir: Path) -> list[int]:
-    """Running ``tailorml.train.run`` processes of this job (found by their spec's path)."""
+    """Running training processes of this job (found by their module and spec's path)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -61,7 +62,7 @@ def _trainers(job_dir: Path) -> list[int]:
         except OSError:
             continue
         spec = str(job_dir / "run_spec.json").encode()
-        if b"tailorml.train.run" in args and spec in args and _alive(int(proc.name)):
+        if CHILD_MODULE.encode() in args and spec in args and _alive(int(proc.name)):
             found.append(int(proc.name))
     return found
 

@@ -1,7 +1,8 @@
 """Run a fine-tune's training in a child process and follow it from the worker.
 
-The child is ``python -m tailorml.train.run`` (``tailorml.train.run``
-documents its events, exit codes and signals). The worker writes the
+The child is ``python -m tailorml.platform.jobs.train_child``: the training
+run of ``tailorml.train.run`` (which documents its events, exit codes and
+signals) followed by the fidelity check of the model as served. The worker writes the
 ``RunSpec`` into the job's folder, starts the child with the worker's own
 interpreter and environment (``OMP_NUM_THREADS`` and the like pass
 through), and reads the events from a pipe as they come:
@@ -59,6 +60,9 @@ POLL_SECONDS = 0.1  # how often the stop flag is looked at while no event comes
 LOG_TAIL_CHARS = 4000
 
 
+CHILD_MODULE = "tailorml.platform.jobs.train_child"
+
+
 class TrainerProcessError(RuntimeError):
     """The training process crashed or ended without an answer; the worker log has its output."""
 
@@ -74,12 +78,16 @@ def run_trainer(ctx: JobContext, spec: RunSpec) -> TrainResult:
                 [
                     sys.executable,
                     "-m",
-                    "tailorml.train.run",
+                    CHILD_MODULE,
                     str(spec_path),
                     "--events-fd",
                     str(write_fd),
                     "--parent-pid",
                     str(os.getpid()),
+                    "--serve-device",
+                    ctx.settings.serve_device,
+                    "--serve-dtype",
+                    ctx.settings.serve_dtype,
                 ],
                 env=_child_env(),
                 stdin=subprocess.DEVNULL,
