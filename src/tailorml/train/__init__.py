@@ -10,7 +10,8 @@ job worker calls ``hyperparams`` and starts ``run``):
                    events as JSON lines, exit codes, stop on SIGTERM or when the parent dies
 - ``run_spec``     ``RunSpec``: what that process runs, as a checked JSON file
 - ``spec``         ``TrainSpec``/``TrainResult``, the resume fingerprint, the model manifest
-- ``tasks``        the task interface; ``classification`` and ``sft`` (chat, completion)
+- ``tasks``        the task interface; ``classification``, ``sft`` (chat, completion) and
+                   ``preference`` (DPO)
 - ``data``         a run's data: checked, split, encoded
 - ``setup``        the model to train and its optimizer
 - ``health``       the health guard: faulty steps skipped, records quarantined
