@@ -21,7 +21,7 @@ def test_builtin_entries():
     smol = by_name["smollm2-135m-instruct"]
     assert (smol.architecture, smol.tasks, smol.context_length) == (
         "decoder",
-        ("chat", "completion"),
+        ("chat", "completion", "preference"),
         8192,
     )
     assert smol.source == "pypi-gguf"

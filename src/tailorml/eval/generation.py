@@ -45,7 +45,7 @@ def load_generator(model_dir: Path) -> tuple[Any, Any, bool]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     manifest = read_manifest(model_dir)
-    if manifest.task not in ("chat", "completion"):
+    if manifest.task not in ("chat", "completion", "preference"):
         raise InvalidRequestError(f"{model_dir} holds a {manifest.task} model, not a decoder.")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if manifest.is_lora:

@@ -17,7 +17,7 @@ Architecture = Literal["encoder", "decoder"]
 # The tasks each architecture can be trained for (names from records.TASKS).
 TASKS_BY_ARCHITECTURE: dict[str, tuple[str, ...]] = {
     "encoder": ("classification", "embedding"),
-    "decoder": ("chat", "completion"),
+    "decoder": ("chat", "completion", "preference"),
 }
 
 

@@ -2,8 +2,9 @@
 
 Objects follow OpenAI's ``fine_tuning.job``, ``fine_tuning.job.event`` and
 ``fine_tuning.job.checkpoint``. TailorML's extensions sit under ``method``
-(``{"type": "supervised" | "full" | "lora", "lora": {...}}``) and in the
-``task`` and ``metrics`` fields.
+(``{"type": "supervised" | "full" | "lora" | "dpo", "lora": {...}}``) and in the
+``task`` and ``metrics`` fields. Preference files train with method ``dpo`` only, and
+``dpo`` trains only preference files, as with OpenAI.
 
 Creation checks everything a job would otherwise fail on later, before the
 job exists: the base-model reference against the operator's settings
@@ -194,6 +195,25 @@ def _check_trainable(train_file: File, task: str, storage: LocalStorage) -> None
             )
 
 
+def _check_method(task: str, kind: str, filename: str) -> None:
+    """Preference data trains with method dpo and nothing else does, as with OpenAI."""
+    if kind == "dpo" and task != "preference":
+        raise InvalidRequestError(
+            f"Method dpo trains on preference data (lines with input.messages, "
+            f"preferred_output and non_preferred_output), but {filename} holds {task} data; "
+            "upload a preference file or use method supervised.",
+            param="method.type",
+            code="invalid_method",
+        )
+    if task == "preference" and kind != "dpo":
+        raise InvalidRequestError(
+            f"{filename} holds preference data, which trains with method dpo, not {kind}; "
+            'pass method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1}}}.',
+            param="method.type",
+            code="invalid_method",
+        )
+
+
 def create_job(
     session: Session,
     *,
@@ -242,7 +262,7 @@ def create_job(
         raise InvalidRequestError(
             "suffix may hold 1-64 letters, digits, '-' and '_'.", param="suffix"
         )
-    from tailorml.platform.jobs.fine_tune import choose_method
+    from tailorml.platform.jobs.fine_tune import choose_method, requested_training
     from tailorml.train.tasks import load_task
 
     try:
@@ -251,14 +271,16 @@ def create_job(
         raise InvalidRequestError(
             exc.message, param="training_file", code="unsupported_task"
         ) from exc
+    method_cfg = body.get("method") or {}
+    _check_method(task, method_cfg.get("type", "supervised"), train_file.filename)
     _check_trainable(train_file, task, storage)
     _check_metrics(task, ((body.get("method") or {}).get("training") or {}).get("metrics"))
     from tailorml.train.hyperparams import resolve_hyperparameters
 
-    hp = body.get("hyperparameters") or {}
+    requested, hp, _ = requested_training(method_cfg, body.get("hyperparameters") or {})
     resolve_hyperparameters(  # refuse bad values now rather than fail the job later
         task=task,
-        method=choose_method(task, (body.get("method") or {}).get("type", "supervised")),
+        method=choose_method(task, requested),
         n_train=train_file.n_records or 0,
         **hp,
     )
@@ -372,6 +394,9 @@ def job_object(job: Job) -> dict[str, Any]:
     method = dict(spec.get("method") or {"type": "supervised"})
     if spec.get("resolved_method"):
         method["resolved"] = spec["resolved_method"]
+    if method.get("type") == "dpo" and spec.get("resolved_hyperparameters"):
+        # As OpenAI answers it: the values in effect, beta included, under method.dpo.
+        method["dpo"] = {**(method.get("dpo") or {}), "hyperparameters": hp}
     return {
         "object": "fine_tuning.job",
         "id": job.id,

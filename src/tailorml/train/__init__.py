@@ -11,7 +11,7 @@ job worker calls ``hyperparams`` and starts ``run``):
 - ``run_spec``     ``RunSpec``: what that process runs, as a checked JSON file
 - ``spec``         ``TrainSpec``/``TrainResult``, the resume fingerprint, the model manifest
 - ``tasks``        the task interface; ``classification``, ``embedding`` (pairs, in-batch
-                   negatives) and ``sft`` (chat, completion)
+                   negatives), ``sft`` (chat, completion) and ``preference`` (DPO)
 - ``data``         a run's data: checked, split, encoded
 - ``setup``        the model to train and its optimizer
 - ``health``       the health guard: faulty steps skipped, records quarantined

@@ -60,6 +60,8 @@ class TrainerState:
     # The health guard's record: training-file indices of quarantined records, and faults.
     quarantined: list[int] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
+    # What the task computed before training (TrainTask.before_training: DPO's reference).
+    task_state: dict[str, Any] = field(default_factory=dict)
 
 
 # A checkpoint's own training state, loaded with torch.load(weights_only=True): not model weights.

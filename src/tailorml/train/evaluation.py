@@ -2,7 +2,8 @@
 
 Batch losses are means over their own items (examples for a classifier,
 trained tokens for a decoder), so they are weighted back by those counts:
-the result is the mean over all items, whatever the batching.
+the result is the mean over all items, whatever the batching. A task's further metrics
+(``BatchScore.sums``, DPO's reward margin) are averaged over the same items.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def evaluate(
     metrics: Sequence[str] = (),
     labels: Sequence[str] | None = None,
 ) -> dict[str, float | None]:
-    """``{"valid_loss", "valid_accuracy"}``; both None without examples, accuracy None for SFT.
+    """``{"valid_loss", "valid_accuracy"}``, both None without examples, accuracy None for SFT;
+    and ``valid_<name>`` for each of the task's ``BatchScore.sums``.
 
     ``collate`` makes a batch (the task's padded one unless given: the loop passes its own,
     packed or not, placed on the run's device). ``metrics`` names more figures
@@ -42,6 +44,7 @@ def evaluate(
     total_loss, total_weight, correct, counted = 0.0, 0, 0, False
     predicted: list[int] = []
     targets: list[int] = []
+    sums: dict[str, float] = {}
     with torch.no_grad():
         lengths = [e.length for e in examples]
         for batch in eval_batches(lengths, batch_size * EVAL_BATCH_FACTOR):
@@ -59,11 +62,14 @@ def evaluate(
                 counted = True
             predicted += score.predicted or []
             targets += score.targets or []
+            for name, value in score.sums.items():
+                sums[name] = sums.get(name, 0.0) + value
     if total_weight == 0:
         return {"valid_loss": None, "valid_accuracy": None, **{f"valid_{m}": None for m in metrics}}
     found: dict[str, float | None] = {
         "valid_loss": total_loss / total_weight,
         "valid_accuracy": correct / total_weight if counted else None,
+        **{f"valid_{name}": value / total_weight for name, value in sums.items()},
     }
     if metrics:
         from tailorml.eval.metrics import step_metrics

@@ -7,12 +7,14 @@ The "auto" rules, chosen for small tenant data sets on modest hardware:
   ``MAX_AUTO_EPOCHS``), fewer for large ones so a run does not go past
   ``MAX_EXAMPLES_SEEN`` (at least one epoch).
 - ``batch_size``: the task's default (``TrainTask.default_batch_size``: 16 for
-  classification, which has short inputs; 8 for chat and completion), halved
+  classification, which has short inputs; 8 for chat and completion; 4 pairs, 8
+  sequences, for preference), halved
   until an epoch has at least ``MIN_STEPS_PER_EPOCH`` steps, and doubled for
   sets over ``LARGE_SET`` records to keep the step count sensible.
 - ``learning_rate_multiplier``: 1.0, applied to the task's base rate for the
   method (``TrainTask.base_learning_rates``): LoRA 2e-4, full fine-tune of an
-  encoder 5e-5, full fine-tune of a decoder 2e-5 (a decoder forgets faster).
+  encoder 5e-5, full fine-tune of a decoder 2e-5 (a decoder forgets faster); DPO 5e-5 with
+  LoRA and 1e-6 full, as it only nudges a model that already writes well.
 """
 
 from __future__ import annotations

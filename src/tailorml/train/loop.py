@@ -272,9 +272,19 @@ class Recipe:
         torch.manual_seed(spec.seed)
         self.prepare(total_steps)
         scheduler = self.scheduler
+        task_state = self.task.before_training(
+            spec,
+            self.accelerator.unwrap_model(self.model),
+            data.train,
+            data.valid,
+            collate=lambda examples, pad: self._on_device(self.collate(examples, pad)),
+            pad_id=self.pad,
+            should_stop=self.should_stop,
+            saved=loaded[0].task_state if loaded else None,
+        )
 
         if loaded is None:
-            state = TrainerState(0, 0, 0, total_steps, 0, fingerprint)
+            state = TrainerState(0, 0, 0, total_steps, 0, fingerprint, task_state=task_state)
             self.say(
                 f"Training {base.name} ({spec.method}) for {spec.task} on {len(data.train)} "
                 f"records ({len(data.valid)} for validation): {spec.n_epochs} epoch(s), "
@@ -349,6 +359,7 @@ class Recipe:
                     "train_loss": train_loss,
                     "valid_loss": None,
                     "valid_accuracy": None,
+                    **dict.fromkeys(state.base_metrics),  # the task's own, on evaluation steps
                     "learning_rate": learning_rate,
                     "trained_tokens": state.trained_tokens,  # so far, resumed attempts included
                 }

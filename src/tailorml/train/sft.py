@@ -161,24 +161,29 @@ def collate_packed(
     return {"input_ids": ids, "position_ids": positions, "targets": targets}
 
 
-def label_logits_loss(hidden: torch.Tensor, head: Any, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``head(hidden)`` against ``targets`` (rows of label positions),
+def label_logprobs(hidden: torch.Tensor, head: Any, targets: torch.Tensor) -> torch.Tensor:
+    """The log-probability of each target under ``head(hidden)`` (rows of label positions),
     ``LOSS_CHUNK`` rows at a time; under autograd each chunk's logits are recomputed in the
-    backward pass rather than kept."""
+    backward pass rather than kept. DPO sums them per sequence (``preference.py``)."""
     import torch
     from torch.utils.checkpoint import checkpoint
 
-    def chunk_loss(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(head(h).float(), t, reduction="sum")
+    def chunk_logprobs(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -torch.nn.functional.cross_entropy(head(h).float(), t, reduction="none")
 
-    total = hidden.new_zeros((), dtype=torch.float32)
+    parts = []
     for start in range(0, hidden.shape[0], LOSS_CHUNK):
         h, t = hidden[start : start + LOSS_CHUNK], targets[start : start + LOSS_CHUNK]
         if torch.is_grad_enabled():
-            total = total + checkpoint(chunk_loss, h, t, use_reentrant=False)
+            parts.append(checkpoint(chunk_logprobs, h, t, use_reentrant=False))
         else:
-            total = total + chunk_loss(h, t)
-    return total / max(1, hidden.shape[0])
+            parts.append(chunk_logprobs(h, t))
+    return torch.cat(parts) if parts else hidden.new_zeros((0,), dtype=torch.float32)
+
+
+def label_logits_loss(hidden: torch.Tensor, head: Any, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``head(hidden)`` against ``targets`` (``label_logprobs``)."""
+    return -label_logprobs(hidden, head, targets).sum() / max(1, hidden.shape[0])
 
 
 def _body_and_head(model: Any) -> tuple[Any, Any] | None:

@@ -56,6 +56,9 @@ class TrainSpec:
     report: bool = True  # base against tuned on the held-out records, after training
     # Probes answered by the adapter on its base and merged, stored for the serving check.
     fidelity_check: bool = True
+    # Preference (DPO) only: how strongly the policy is held to the reference model (the
+    # base); the loss is -log sigmoid(beta * margin of log-ratios). OpenAI's default.
+    beta: float = 0.1
 
 
 @dataclass
@@ -87,6 +90,7 @@ def check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
         (0 <= spec.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
         (spec.max_length is None or spec.max_length >= 8, "max_length must be at least 8"),
         (spec.lora_r >= 1, "lora_r must be at least 1"),
+        (0 < spec.beta < float("inf"), "beta must be a number above 0"),
         (spec.device in ("auto", "cpu"), f'device must be "auto" or "cpu", got {spec.device!r}'),
         (
             spec.precision in ("fp32", "fp16", "bf16"),
@@ -123,7 +127,7 @@ def check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
 
 
 # Fingerprint keys added later, with the value a checkpoint written before them was run with.
-FINGERPRINT_DEFAULTS = {"gradient_accumulation_steps": 1, "packing": False}
+FINGERPRINT_DEFAULTS = {"gradient_accumulation_steps": 1, "packing": False, "beta": 0.1}
 
 
 def run_fingerprint(
@@ -149,6 +153,7 @@ def run_fingerprint(
         "max_length": max_length,
         "gradient_accumulation_steps": spec.gradient_accumulation_steps,
         "packing": spec.packing,
+        "beta": spec.beta,
     }
 
 

@@ -10,18 +10,21 @@ task supplies the parts that differ:
   for decoders packed: several sequences in one row);
 - its loss, computed by the task from the model's hidden states (a decoder
   computes logits only where a token is trained, see ``sft.py``);
-- its metrics (``BatchScore.correct`` for accuracy);
+- its metrics (``BatchScore.correct`` for accuracy, ``BatchScore.sums`` for others);
+- anything it computes from the model once before training (``before_training``: DPO's
+  reference log-probabilities), which checkpoints keep so a resumed run has it too;
 - its defaults: method, batch size and base learning rates
   (``tailorml.train.hyperparams`` reads them for "auto" values).
 
 Tasks register as ``register("task", name)`` beside their code
-(``classification.py``, ``embedding.py``, ``sft.py``); ``load_task(name)`` returns an
+(``classification.py``, ``embedding.py``, ``sft.py``, ``preference.py``); ``load_task(name)`` returns an
 instance.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from tailorml.records import Record
+    from tailorml.train.spec import TrainSpec
 
 IGNORE_INDEX = -100  # the label value torch's cross-entropy skips
 
@@ -74,7 +78,11 @@ class Example:
 
 @dataclass(slots=True)
 class BatchScore:
-    """The loss of one batch, the weight to average it with, and (classification) hits."""
+    """The loss of one batch, the weight to average it with, and (classification) hits.
+
+    ``sums`` holds further metrics as sums over the batch's ``weight`` items; validation
+    reports each as ``valid_<name>``, its mean over all items (DPO's reward margin).
+    """
 
     loss: torch.Tensor
     weight: int
@@ -82,6 +90,7 @@ class BatchScore:
     # Classifiers: each item's predicted and true class, for metrics named in the spec.
     predicted: list[int] | None = None
     targets: list[int] | None = None
+    sums: dict[str, float] = field(default_factory=dict)
 
 
 class TrainTask:
@@ -129,6 +138,24 @@ class TrainTask:
         """The items ``score``'s loss is a mean over (examples here; a decoder's trained
         tokens), known before scoring so accumulated micro-batches can be weighted."""
         return len(examples)
+
+    def before_training(
+        self,
+        spec: TrainSpec,
+        model: Any,
+        train: list[Any],
+        valid: list[Any],
+        *,
+        collate: Callable[[list[Any], int], dict[str, Any]],
+        pad_id: int,
+        should_stop: Callable[[], bool],
+        saved: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Run once the model is ready, before the base is validated: compute what the task
+        needs from the untrained model for its ``train`` and ``valid`` examples. The result
+        is kept in every checkpoint; a resumed run passes it back as ``saved`` instead of
+        recomputing it from a model that has trained since. Most tasks need nothing."""
+        return {}
 
     def method(self, requested: str) -> Literal["full", "lora"]:
         """``full`` or ``lora`` as asked; OpenAI's ``supervised`` means the task's default."""
@@ -189,7 +216,7 @@ def pad_batch(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
 def load_task(name: str) -> TrainTask:
     """An instance of the task registered as ``name``."""
     # The built-in tasks register when their modules are imported.
-    from tailorml.train import classification, embedding, sft  # noqa: F401
+    from tailorml.train import classification, embedding, preference, sft  # noqa: F401
 
     if name not in names("task"):
         raise InvalidRequestError(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from tailorml.errors import InvalidRequestError
 from tailorml.serve.rerank import MAX_DOCUMENTS as MAX_RERANK_DOCUMENTS
+from tailorml.train.preference import DEFAULT_BETA
 
 Auto = Literal["auto"]
 
@@ -31,6 +32,7 @@ MAX_STOPS = 4  # OpenAI's limit on stop sequences
 MAX_STOP_CHARS = 256
 MAX_NEW_TOKENS = 65536  # above any served model's context: a bound, not a promise
 MAX_MESSAGES = 2048  # messages in one chat request, checked before templating
+MAX_BETA = 2.0  # above it the model barely leaves the base; a bound, not a recommendation
 
 
 class _Body(BaseModel):
@@ -93,14 +95,43 @@ class TrainingOptions(BaseModel):
     )
 
 
+class DpoHyperparameters(Hyperparameters):
+    """OpenAI's ``method.dpo.hyperparameters``; the values set here take the place of the
+    top-level ``hyperparameters``."""
+
+    beta: float | Auto = Field(
+        "auto",
+        description=f"How strongly the model is held to the base (above 0, at most {MAX_BETA:g}; "
+        f'"auto": {DEFAULT_BETA:g}, as with OpenAI).',
+    )
+
+    @field_validator("beta")
+    @classmethod
+    def _beta_range(cls, value: float | str) -> float | str:
+        if value != "auto" and not 0.0 < float(value) <= MAX_BETA:
+            raise ValueError(f'beta must be "auto" or a number above 0, at most {MAX_BETA:g}')
+        return value
+
+
+class DpoOptions(BaseModel):
+    """OpenAI's ``method.dpo``, plus TailorML's ``tuning``."""
+
+    model_config = ConfigDict(extra="forbid")
+    hyperparameters: DpoHyperparameters | None = None
+    tuning: Literal["lora", "full"] | None = Field(
+        None, description="TailorML extension: LoRA (the default) or a full fine-tune."
+    )
+
+
 class Method(BaseModel):
     """OpenAI's ``method`` plus TailorML's choices: ``full`` or ``lora`` training."""
 
     model_config = ConfigDict(extra="ignore")
-    type: Literal["supervised", "full", "lora"] = "supervised"
+    type: Literal["supervised", "full", "lora", "dpo"] = "supervised"
     lora: LoraOptions | None = None
     training: TrainingOptions | None = None
     supervised: dict[str, Any] | None = None
+    dpo: DpoOptions | None = None
 
 
 class FineTuningJobCreate(_Body):

@@ -33,7 +33,7 @@ def _event_row(event: dict[str, Any]) -> dict[str, Any]:
     if kind == "metrics":
         data = {k: v for k, v in event.items() if k != "type"}
         parts = [f"Step {data.get('step')}/{data.get('total_steps')}"]
-        for key in ("train_loss", "valid_loss", "valid_accuracy"):
+        for key in ("train_loss", "valid_loss", "valid_accuracy", "valid_reward_margin"):
             if data.get(key) is not None:
                 parts.append(f"{key}={data[key]:.4f}")
         message = ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]

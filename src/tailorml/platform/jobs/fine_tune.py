@@ -38,10 +38,33 @@ def choose_method(task: str, requested: str) -> Literal["full", "lora"]:
     return load_task(task).method(requested)
 
 
+def requested_training(
+    method_cfg: dict[str, Any], hyperparameters: dict[str, Any]
+) -> tuple[str, dict[str, Any], float | None]:
+    """What a job's ``method`` asks for: ``full``, ``lora`` or ``supervised`` (the task's
+    default), the hyperparameters, and DPO's beta (None for other methods).
+
+    As with OpenAI, ``method.dpo.hyperparameters`` take the place of the top-level
+    ``hyperparameters`` where they are set; ``method.dpo.tuning`` (TailorML's) picks full
+    fine-tuning over LoRA.
+    """
+    from tailorml.train.preference import DEFAULT_BETA
+
+    kind = method_cfg.get("type", "supervised")
+    if kind != "dpo":
+        return kind, dict(hyperparameters), None
+    dpo = method_cfg.get("dpo") or {}
+    given = {k: v for k, v in (dpo.get("hyperparameters") or {}).items() if v != "auto"}
+    merged = {**hyperparameters, **given}
+    beta = merged.pop("beta", DEFAULT_BETA)
+    return dpo.get("tuning") or "supervised", merged, float(beta)
+
+
 @register("job_kind", "fine_tune")
 def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
     from tailorml.models.sources import materialize
     from tailorml.train.hyperparams import resolve_hyperparameters
+    from tailorml.train.preference import DEFAULT_BETA
     from tailorml.train.run_spec import RunSpec
     from tailorml.train.spec import TrainSpec
 
@@ -64,8 +87,8 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
     train_records = read_records(training_file, task)  # type: ignore[arg-type]
 
     method_cfg = spec.get("method") or {}
-    method = choose_method(task, method_cfg.get("type", "supervised"))
-    hp_in = spec.get("hyperparameters") or {}
+    requested, hp_in, beta = requested_training(method_cfg, spec.get("hyperparameters") or {})
+    method = choose_method(task, requested)
     hp = resolve_hyperparameters(
         task=task,
         method=method,
@@ -80,9 +103,17 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
             "batch_size": hp.batch_size,
             "learning_rate_multiplier": hp.learning_rate_multiplier,
             "learning_rate": hp.learning_rate,  # what the multiplier stands for, in effect
+            **({"beta": beta} if beta is not None else {}),
         },
         resolved_method=method,
     )
+    if beta is not None:
+        ctx.emit(
+            {
+                "message": f"Method dpo ({method}): preference tuning with beta {beta:g}, "
+                "the base model as the reference."
+            }
+        )
     lora = method_cfg.get("lora") or {}
     options = {k: v for k, v in (method_cfg.get("training") or {}).items() if v is not None}
     tspec = TrainSpec(
@@ -92,6 +123,7 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
         batch_size=hp.batch_size,
         learning_rate=hp.learning_rate,
         seed=int(spec["seed"]),
+        beta=DEFAULT_BETA if beta is None else beta,
         **{
             k: lora[k]
             for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
