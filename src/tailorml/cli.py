@@ -7,6 +7,7 @@ tailor admin key create|list|revoke   more keys (scopes, expiry), rotation
 tailor admin quota set|list|clear     tenants' quotas and rate limits
 tailor admin usage --tenant T --since 7d   usage per tenant and period
 tailor models                 the base-model catalog
+tailor models export M --out D   a fine-tuned model as adapter, merged or ONNX
 tailor data run RECIPE ...    a data-preparation recipe over local files
 """
 
@@ -384,9 +385,15 @@ def db_upgrade() -> None:
     console.print("database is up to date")
 
 
-@app.command()
-def models() -> None:
-    """List the base-model catalog."""
+models_cmd = typer.Typer(help="The base-model catalog; export a fine-tuned model.")
+app.add_typer(models_cmd, name="models")
+
+
+@models_cmd.callback(invoke_without_command=True)
+def models(ctx: typer.Context) -> None:
+    """List the base-model catalog (``tailor models export`` exports a fine-tuned model)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from tailorml.models.catalog import catalog
 
     table = Table("name", "architecture", "tasks", "parameters", "context", "licence")
@@ -400,6 +407,36 @@ def models() -> None:
             spec.licence,
         )
     console.print(table)
+
+
+@models_cmd.command("export")
+def models_export(
+    model: Annotated[str, typer.Argument(help="A fine-tuned model's id, or its folder.")],
+    out: Annotated[Path, typer.Option(help="The folder to write (replaced if it exists).")],
+    format: Annotated[
+        str, typer.Option(help="adapter (LoRA), merged (Hugging Face safetensors) or onnx.")
+    ] = "merged",
+) -> None:
+    """Export a fine-tuned model as a standard folder (what GET /v1/models/{id}/content serves)."""
+    from tailorml.models.export import export_model
+
+    folder = Path(model)
+    if not folder.is_dir():
+        from tailorml.platform.db.models import Model
+
+        settings = Settings()
+        with _sessions(settings)() as session:
+            row = session.get(Model, model)
+        if row is None:
+            console.print(f"[red]No fine-tuned model {model!r} and no such folder.[/red]")
+            raise typer.Exit(2)
+        folder = Path(row.path)
+    try:
+        written = export_model(folder, format, out, name=model)
+    except TailorError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"Exported {model} as {format} to {written}.")
 
 
 app.add_typer(data_app, name="data", help="Data preparation: run and check recipes.")

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
+import uuid
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from tailorml.errors import ConflictError, NotFoundError
+from tailorml.errors import ConflictError, InvalidRequestError, NotFoundError
 from tailorml.platform.db.models import Checkpoint, Job, Model
 from tailorml.platform.jobs.queue import ACTIVE
 from tailorml.platform.scoping import owned
@@ -155,6 +157,43 @@ def delete_model(
     folders.append(Path(row.path).resolve())
     session.delete(row)
     return [f for f in folders if f.is_relative_to(jobs_dir) and f != jobs_dir]
+
+
+def export_archive(
+    session: Session, *, tenant_id: str, model_id: str, fmt: str, settings: Settings
+) -> tuple[Path, str]:
+    """A tar of the tenant's fine-tuned model (or kept checkpoint) in export format ``fmt``
+    (``tailorml.models.export``) and its download name; built once, kept beside the job
+    (deleting the model deletes it)."""
+    from tailorml.models.export import archive, check_format, export_model
+    from tailorml.models.manifest import read_manifest
+
+    row = session.get(Model, model_id)
+    folder: str | None
+    if row is not None and row.tenant_id == tenant_id:
+        folder, job_id = row.path, row.job_id
+    else:
+        folder = _checkpoint_folder(session, tenant_id=tenant_id, model_id=model_id)
+        job_id = Path(folder).parent.name if folder else None
+    if folder is None:
+        if any(item["id"] == model_id for item in list_models(session, tenant_id=tenant_id)):
+            raise InvalidRequestError(
+                f"{model_id} is a base model of the catalog, not one of yours; only fine-tuned "
+                "models (and their checkpoints) can be exported.",
+                param="model",
+            )
+        raise _not_found(model_id)
+    check_format(read_manifest(Path(folder)), fmt)  # refuse before any work
+    where = settings.jobs_dir / job_id if job_id else settings.data_dir / "exports" / tenant_id
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id).strip("-")
+    tar = where / "exports" / f"{safe}-{fmt}.tar"
+    if not tar.is_file():  # two requests at once each build their own; the last rename wins
+        build = where / "exports" / f".build-{uuid.uuid4().hex[:12]}" / f"{safe}-{fmt}"
+        try:
+            archive(export_model(Path(folder), fmt, build, name=model_id), tar)
+        finally:
+            shutil.rmtree(build.parent, ignore_errors=True)
+    return tar, tar.name
 
 
 class ModelResolver:

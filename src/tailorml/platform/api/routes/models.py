@@ -1,12 +1,14 @@
 """/v1/models: the base catalog plus the tenant's fine-tuned models; deleting one removes its
-weights and its job's checkpoints from disk and from the serving engine."""
+weights and its job's checkpoints from disk and from the serving engine; ``.../content``
+downloads one in a standard format."""
 
 from __future__ import annotations
 
 import shutil
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 
 from tailorml.platform import models as service
 from tailorml.platform.api.deps import ReadSessionDep, SessionDep, StateDep, TenantDep
@@ -19,6 +21,22 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 @router.get("")
 def list_models(session: ReadSessionDep, tenant_id: TenantDep) -> dict[str, Any]:
     return {"object": "list", "data": service.list_models(session, tenant_id=tenant_id)}
+
+
+@router.get("/{model_id:path}/content", response_model=None)
+def model_content(
+    model_id: str,
+    session: ReadSessionDep,
+    state: StateDep,
+    tenant_id: TenantDep,
+    format: str = Query("merged", description="adapter, merged or onnx (encoders)"),
+) -> FileResponse:
+    """A fine-tuned model as a tar of a standard folder: its LoRA adapter, the weights merged
+    into the base (Hugging Face safetensors), or ONNX for encoders (checked against PyTorch)."""
+    path, name = service.export_archive(
+        session, tenant_id=tenant_id, model_id=model_id, fmt=format, settings=state.settings
+    )
+    return FileResponse(path, media_type="application/x-tar", filename=name)
 
 
 @router.get("/{model_id:path}")
