@@ -122,11 +122,21 @@ def test_the_page_escapes_tenant_text() -> None:
             },
         },
         "samples": [{"input": hostile, "reference": hostile, "base": "ham", "tuned": hostile}],
+        "explanations": [
+            {
+                "input": hostile,
+                "label": hostile,
+                "tokens": ["[CLS]", hostile, "[SEP]"],
+                "attributions": [0.0, 0.4, 0.0],
+                "neighbors": [{"line": 3, "text": hostile, "label": hostile, "similarity": 0.9}],
+            }
+        ],
     }
     history = [{"step": 0, "valid_loss": 0.7}, {"step": 1, "train_loss": 0.6, "valid_loss": 0.5}]
     page = render_report_html(report, history, hostile)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert page.count("<svg") >= 4  # loss curve, comparison, two confusion matrices, reliability
+    assert "nearest training records" in page and "title='+0.4000'" in page
 
 
 def test_prompt_and_reference_of_a_chat_ends_at_its_last_reply(tiny_decoder) -> None:

@@ -40,12 +40,18 @@ def test_report_and_result_file_of_a_succeeded_job(  # type: ignore[no-untyped-d
     ev = body["evaluation"]
     assert ev["tuned"]["accuracy"] == pytest.approx(job["metrics"]["valid_accuracy"])
     assert ev["n"] == body["n_validation"] == 4  # 10 % of the 40 records, held out, seeded
+    # Explained by the served model: attributions and the nearest training records.
+    (first, *_) = body["explanations"]
+    assert len(first["tokens"]) == len(first["attributions"]) and first["label"] in ("ham", "spam")
+    assert len(first["neighbors"]) == 3 and 1 <= first["neighbors"][0]["line"] <= 40
     assert "default-src 'none'" in report.headers["content-security-policy"]
     page = client.get(f"/v1/fine_tuning/jobs/{job_id}/report?format=html", headers=acme)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "Evaluation report" in page.text and "<svg" in page.text
     events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events?limit=100", headers=acme).json()
-    assert any(e["message"].startswith("Evaluation report: accuracy") for e in events["data"])
+    said = [e["message"] for e in events["data"]]
+    assert any(m.startswith("Evaluation report: accuracy") for m in said)
+    assert any(m.startswith("Fidelity check: the served model answers") for m in said)
 
     (file_id,) = job["result_files"]
     meta = client.get(f"/v1/files/{file_id}", headers=acme).json()

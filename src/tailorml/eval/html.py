@@ -123,6 +123,46 @@ def _samples(report: dict[str, Any]) -> str:
     )
 
 
+def _highlighted(tokens: list[str], scores: list[float]) -> str:
+    """Tokens shaded by attribution: green towards the answer, red against it."""
+    peak = max((abs(v) for v in scores), default=0.0) or 1.0
+    parts = []
+    for token, value in zip(tokens, scores, strict=False):
+        alpha = min(abs(value) / peak, 1.0) * 0.8
+        color = f"rgba(27,158,119,{alpha:.2f})" if value >= 0 else f"rgba(217,95,2,{alpha:.2f})"
+        parts.append(f"<span style='background:{color}' title='{value:+.4f}'>{_e(token)}</span>")
+    return " ".join(parts)
+
+
+def _explanations(report: dict[str, Any]) -> str:
+    items = report.get("explanations") or []
+    if not items:
+        return ""
+    out = [
+        "<h2>Why: attributions and the nearest training records</h2><p class='muted'>As the "
+        "served model answers: each token's integrated-gradients share of the answer (green "
+        "for, red against) and the training records closest to the input in the model's own "
+        "representation.</p>"
+    ]
+    for item in items:
+        out.append(f"<h3>{_e(item.get('label', ''))}</h3>")
+        if item.get("tokens"):
+            out.append(f"<p>{_highlighted(item['tokens'], item['attributions'])}</p>")
+        else:
+            out.append(f"<pre>{_e(item['input'])}</pre>")
+        rows = "".join(
+            f"<tr><td>{n.get('line')}</td><td>{_figure(n.get('similarity'))}</td>"
+            f"<td>{_e(n.get('label', n.get('answer', '')))}</td><td>{_e(n.get('text', ''))}</td></tr>"
+            for n in item.get("neighbors") or []
+        )
+        if rows:
+            out.append(
+                "<table><tr><th>line</th><th>similarity</th><th>label / answer</th>"
+                f"<th>training record</th></tr>{rows}</table>"
+            )
+    return "".join(out)
+
+
 def render_report_html(report: dict[str, Any], history: list[dict[str, Any]], title: str) -> str:
     """The page of ``report`` (``tailorml.eval.report``) with the loss curve of ``history``
     (the job's metrics events, in order)."""
@@ -149,6 +189,7 @@ def render_report_html(report: dict[str, Any], history: list[dict[str, Any]], ti
         else:
             sections += _generation(report)
     sections.append(_samples(report))
+    sections.append(_explanations(report))
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report: "
         f"{_e(title)}</title><style>{CSS}</style></head><body>"

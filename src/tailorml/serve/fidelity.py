@@ -23,10 +23,14 @@ def answer_probes(
     *,
     device: str = "cpu",
     dtype: str = "auto",
+    engine: Engine | None = None,
 ) -> list[dict[str, Any]]:
     """The served answer to each probe of ``expected`` (``fidelity.json``'s content): a
-    greedy answer's ``tokens`` and ``logprobs``, or a classifier's ``probabilities``."""
-    engine = Engine(max_loaded=1, device=device, dtype=dtype)
+    greedy answer's ``tokens`` and ``logprobs``, or a classifier's ``probabilities``.
+
+    ``engine``: the engine to ask (one of its own on ``device`` and ``dtype`` otherwise).
+    """
+    engine = engine or Engine(max_loaded=1, device=device, dtype=dtype)
     ref = ModelRef.from_folder("fidelity-check", Path(model_dir))
     new_tokens = int(expected.get("new_tokens", 16))
     probes = expected["probes"]

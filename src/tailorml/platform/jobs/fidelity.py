@@ -11,19 +11,22 @@ tenant's callers.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tailorml.errors import FidelityError
 from tailorml.eval.fidelity import compare_greedy, compare_probabilities, read_expectations
 from tailorml.serve.fidelity import answer_probes
 
 
-def check_served(model_dir: Path, *, device: str = "cpu", dtype: str = "auto") -> str:
+def check_served(
+    model_dir: Path, *, device: str = "cpu", dtype: str = "auto", engine: Any = None
+) -> str:
     """A one-line summary when the served model agrees with training; ``FidelityError``
     naming every probe that differs otherwise."""
     expected = read_expectations(model_dir)
     if expected is None or not expected["probes"]:
         return "Fidelity check: no probes for this task; nothing compared."
-    served = answer_probes(model_dir, expected, device=device, dtype=dtype)
+    served = answer_probes(model_dir, expected, device=device, dtype=dtype, engine=engine)
     differences = []
     for n, (probe, got) in enumerate(zip(expected["probes"], served, strict=True)):
         what = f"probe {n + 1}"
