@@ -86,6 +86,28 @@ def test_metrics_are_checked_at_creation(client, acme, tiny_models, tmp_path) ->
     res = client.post("/v1/fine_tuning/jobs", headers=acme, json=body)
     assert res.status_code == 400
     assert "choose from" in res.json()["error"]["message"]
+    body["method"] = {"type": "full", "training": {"judge_model": "smollm2-135m-instruct"}}
+    res = client.post("/v1/fine_tuning/jobs", headers=acme, json=body)
+    assert res.status_code == 400 and "judges generated answers" in res.json()["error"]["message"]
+
+
+def test_a_judge_must_be_a_chat_model_the_tenant_can_use(client, acme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import EXAMPLES
+    from tests.platform.test_files import upload
+
+    path = tmp_path / "chat.jsonl"
+    path.write_text((EXAMPLES / "glaive_chat" / "train.jsonl").read_text())
+    file_id = upload(client, acme, path).json()["id"]
+    for judge, why in (("minilm-l6", "neither one of your chat models"), ("ft:x:y", "neither")):
+        body = {
+            "model": "smollm2-135m-instruct",
+            "training_file": file_id,
+            "method": {"type": "lora", "training": {"judge_model": judge}},
+        }
+        res = client.post("/v1/fine_tuning/jobs", headers=acme, json=body)
+        assert res.status_code == 400 and why in res.json()["error"]["message"], res.text
+    body["method"] = {"type": "lora", "training": {"judge_model": "smollm2-135m-instruct"}}
+    assert client.post("/v1/fine_tuning/jobs", headers=acme, json=body).status_code == 200
 
 
 def test_results_csv_keeps_the_last_row_of_a_step_run_twice() -> None:

@@ -98,6 +98,7 @@ def _generation(report: dict[str, Any]) -> list[str]:
         f"reference; base: {_e(base.get('how', 'the base model'))}. Loss and perplexity are "
         "training's, on the same split. BLEU, chrF and ROUGE-L are 0-100.</p>",
         _comparison_table(base, tuned, keys),
+        _judge(ev.get("judge")),
         bar_chart(
             ["bleu", "chrf", "rouge_l"],
             {
@@ -107,6 +108,17 @@ def _generation(report: dict[str, Any]) -> list[str]:
             "Base and tuned (0-100)",
         ),
     ]
+
+
+def _judge(verdict: dict[str, Any] | None) -> str:
+    if not verdict:
+        return ""
+    low, high = verdict["ci95"]
+    return (
+        f"<p>Judge: the tuned model wins <b>{verdict['win_rate']:.2f}</b> (95 % CI "
+        f"{low:.2f}-{high:.2f}) of {verdict['n']} prompts against the base: {verdict['wins']} "
+        f"wins, {verdict['losses']} losses, {verdict['ties']} ties ({_e(verdict['how'])}).</p>"
+    )
 
 
 def _samples(report: dict[str, Any]) -> str:

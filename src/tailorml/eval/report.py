@@ -65,8 +65,11 @@ def build_report(
     training: dict[str, Any],
     say: Say = lambda message: None,
     should_stop: Callable[[], bool] = lambda: False,
+    judge: Path | None = None,
 ) -> dict[str, Any]:
-    """The report of the model in ``model_dir`` (trained from ``base``) on ``valid_records``."""
+    """The report of the model in ``model_dir`` (trained from ``base``) on ``valid_records``;
+    with a ``judge`` (a chat model's folder), generation answers are also judged pairwise
+    (``tailorml.eval.judge``)."""
     manifest = read_manifest(model_dir)
     report: dict[str, Any] = {
         "object": "fine_tuning.job.report",
@@ -89,7 +92,9 @@ def build_report(
     elif manifest.task == "classification":
         report.update(_classification(model_dir, base, train_records, valid_records, say))
     elif manifest.task in ("chat", "completion"):
-        report.update(_generation(model_dir, base, valid_records, training, say, should_stop))
+        report.update(
+            _generation(model_dir, base, valid_records, training, say, should_stop, judge)
+        )
     else:
         report["notes"].append(f"The report has no evaluation for {manifest.task} models yet.")
     return report
@@ -205,6 +210,7 @@ def _generation(
     training: dict[str, Any],
     say: Say,
     should_stop: Callable[[], bool],
+    judge: Path | None = None,
 ) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
@@ -244,13 +250,25 @@ def _generation(
                 model, tokenizer, prompts, budget, special_tokens=special, should_stop=should_stop
             )
     else:
-        del model  # a full fine-tune's base is other weights: one model in memory at a time
+        model = None  # a full fine-tune's base is other weights: one model in memory at a time
         base_model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32).eval()
         base_out = generate_greedy(
             base_model, tokenizer, prompts, budget, special_tokens=special, should_stop=should_stop
         )
+        del base_model
+    del model  # before a judge loads
     tuned = generation_metrics(refs, tuned_out)
     base_m = generation_metrics(refs, base_out)
+    verdict = None
+    if judge is not None:
+        from tailorml.eval.judge import judge_pairwise
+
+        say(f"Judging the base's and the tuned answers to {len(chosen)} prompts, both ways round.")
+        items = [
+            (_shown_prompt(record), b, t)
+            for (record, _, _), b, t in zip(chosen, base_out, tuned_out, strict=True)
+        ]
+        verdict = judge_pairwise(judge, items, should_stop=should_stop)
     for side, loss in (
         (tuned, training.get("valid_loss")),
         (base_m, training.get("base_valid_loss")),
@@ -277,6 +295,7 @@ def _generation(
                 **base_m,
             },
             "tuned": tuned,
+            "judge": verdict,
         },
         "samples": samples,
     }

@@ -274,7 +274,18 @@ def create_job(
     method_cfg = body.get("method") or {}
     _check_method(task, method_cfg.get("type", "supervised"), train_file.filename)
     _check_trainable(train_file, task, storage)
-    _check_metrics(task, ((body.get("method") or {}).get("training") or {}).get("metrics"))
+    training = (body.get("method") or {}).get("training") or {}
+    _check_metrics(task, training.get("metrics"))
+    if training.get("judge_model"):
+        if task not in ("chat", "completion"):
+            raise InvalidRequestError(
+                f"judge_model judges generated answers; a {task} job's report scores its "
+                "predictions instead. Leave judge_model out.",
+                param="method.training.judge_model",
+            )
+        from tailorml.platform.jobs.fine_tune import judge_source
+
+        judge_source(session, tenant_id=tenant_id, name=training["judge_model"])
     from tailorml.train.hyperparams import resolve_hyperparameters
 
     requested, hp, _ = requested_training(method_cfg, body.get("hyperparameters") or {})

@@ -212,6 +212,7 @@ def write_evaluation_report(
             training=result.metrics,
             say=say,
             should_stop=should_stop,
+            judge=spec.judge,
         )
         write_report(result.model_dir, report)
     except JobCancelledError:
@@ -229,6 +230,14 @@ def write_evaluation_report(
         say(
             f"Evaluation report: {headline['metric']} {headline['base']:.3f} for the base, "
             f"{headline['tuned']:.3f} tuned, on {report['evaluation']['n']} held-out records."
+        )
+    verdict = (report.get("evaluation") or {}).get("judge")
+    if verdict:
+        low, high = verdict["ci95"]
+        say(
+            f"Judge: the tuned model wins {verdict['win_rate']:.2f} (95 % CI {low:.2f}-{high:.2f})"
+            f" of {verdict['n']} prompts against the base ({verdict['wins']} wins, "
+            f"{verdict['losses']} losses, {verdict['ties']} ties)."
         )
 
 

@@ -41,6 +41,7 @@ class RunSpec:
     validation_file: Path | None = None  # None: a share of the training records (valid_fraction)
     task: Task | None = None  # the records' format; None: fixed by the first line
     resume_from: Path | None = None  # a checkpoint folder of an earlier run of this spec
+    judge: Path | None = None  # a chat model's folder: the report judges answers pairwise
 
 
 def to_json_value(value: Any) -> Any:

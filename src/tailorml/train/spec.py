@@ -56,6 +56,9 @@ class TrainSpec:
     report: bool = True  # base against tuned on the held-out records, after training
     # Probes answered by the adapter on its base and merged, stored for the serving check.
     fidelity_check: bool = True
+    # Chat and completion: the chat model that judges base against tuned in the report (its
+    # id as the job named it; the run gets its folder as RunSpec.judge).
+    judge_model: str | None = None
     # Preference (DPO) only: how strongly the policy is held to the reference model (the
     # base); the loss is -log sigmoid(beta * margin of log-ratios). OpenAI's default.
     beta: float = 0.1

@@ -87,6 +87,12 @@ class TrainingOptions(BaseModel):
         description="Evaluations without a better validation loss before the run stops "
         "(default 3; 0 never stops early). The result is the best evaluated model either way.",
     )
+    judge_model: StrictStr | None = Field(
+        None,
+        max_length=MAX_MODEL_CHARS,
+        description="Chat and completion jobs: a chat model (yours or the catalog's) that "
+        "judges the base's and the tuned answers pairwise in the evaluation report.",
+    )
     metrics: list[StrictStr] | None = Field(
         None,
         max_length=16,

@@ -135,6 +135,10 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
     resume_from = Path(checkpoint.path) if checkpoint else None
     if checkpoint:
         ctx.emit({"message": f"Resuming from the checkpoint at step {checkpoint.step}."})
+    judge = None
+    if tspec.judge_model:
+        with session_scope(ctx.sessions) as s:
+            judge = judge_folder(s, ctx.settings, tenant_id=ctx.tenant_id, name=tspec.judge_model)
     run = RunSpec(
         train=tspec,
         base=base,
@@ -143,6 +147,7 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
         task=task,
         out_dir=ctx.work_dir,
         resume_from=resume_from,
+        judge=judge,
     )
     result = run_trainer(ctx, run)
     name = spec["fine_tuned_model"]
@@ -166,6 +171,40 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
         "labels": result.labels,
         "result_files": [store_results_file(ctx)],
     }
+
+
+def judge_source(session: Any, *, tenant_id: str, name: str) -> Path | str:
+    """Where the chat model a job names as its report's judge comes from: the folder of one
+    of the tenant's fine-tuned chat models, or a catalog decoder's name; else a clear 400."""
+    from tailorml.errors import InvalidRequestError
+    from tailorml.models.catalog import find_base
+
+    row = session.get(Model, name)
+    if row is not None and row.tenant_id == tenant_id:
+        if row.task not in ("chat", "preference"):
+            raise InvalidRequestError(
+                f"judge_model {name} is a {row.task} model; a judge must be a chat model.",
+                param="method.training.judge_model",
+            )
+        return Path(row.path)
+    entry = find_base(name)
+    if entry is None or "chat" not in entry.tasks:
+        raise InvalidRequestError(
+            f"judge_model {name!r} is neither one of your chat models nor a chat model of the "
+            "catalog (GET /v1/models lists both).",
+            param="method.training.judge_model",
+        )
+    return name
+
+
+def judge_folder(session: Any, settings: Any, *, tenant_id: str, name: str) -> Path:
+    """The judge's folder, a catalog model materialised once into the model cache."""
+    from tailorml.models.sources import materialize
+
+    source = judge_source(session, tenant_id=tenant_id, name=name)
+    if isinstance(source, Path):
+        return source
+    return materialize(source, settings.model_cache_dir, allow_paths=False, allow_hub=False).path
 
 
 # OpenAI's result file columns first, in its order; TailorML's figures after them.
