@@ -154,3 +154,21 @@ def test_prompt_and_reference_of_a_chat_ends_at_its_last_reply(tiny_decoder) -> 
     prompt, reference = prompt_and_reference(tokenizer, chat)  # type: ignore[misc]
     assert reference == "See you" and "Bye" in prompt and "See you" not in prompt
     assert prompt_and_reference(tokenizer, ClassificationRecord("x", "y")) is None
+
+
+def test_a_dpo_model_is_reported_against_its_preferred_replies(tiny_decoder, tmp_path) -> None:
+    from tests.train.test_preference import dpo_spec, shouted_pairs
+
+    pairs = shouted_pairs(12)
+    result = train(
+        dpo_spec(n_epochs=1), tiny_decoder, pairs[:8], pairs[8:], tmp_path, on_event=EventLog()
+    )
+    report = build_report(
+        result.model_dir, tiny_decoder, pairs[:8], pairs[8:], training=result.metrics
+    )
+    ev = report["evaluation"]
+    assert report["task"] == "preference" and ev["n"] == 4
+    assert [s["reference"] for s in report["samples"]] == [
+        p.preferred[-1].content for p in pairs[8:]
+    ]
+    assert "perplexity" not in ev["tuned"]  # a DPO loss is not a language-model loss

@@ -135,7 +135,7 @@ def _generator_probes(
     model_dir: Path, records: list[Record], should_stop: Callable[[], bool]
 ) -> list[dict[str, Any]]:
     from tailorml.eval.generation import load_generator, prompt_and_reference
-    from tailorml.records import ChatRecord
+    from tailorml.records import ChatRecord, PreferenceRecord
 
     model, tokenizer, is_lora = load_generator(model_dir)
     special = read_manifest(model_dir).task == "completion"
@@ -152,6 +152,8 @@ def _generator_probes(
             probe = {
                 "messages": [{"role": m.role, "content": m.content} for m in record.messages[:last]]
             }
+        elif isinstance(record, PreferenceRecord):
+            probe = {"messages": [{"role": m.role, "content": m.content} for m in record.messages]}
         else:
             probe = {"prompt": pair[0]}
         probe["answer"] = _greedy(model, tokenizer, pair[0], special)
@@ -188,7 +190,7 @@ def write_expectations(
     task = read_manifest(model_dir).task
     if task == "classification":
         probes = _classifier_probes(model_dir, records)
-    elif task in ("chat", "completion"):
+    elif task in ("chat", "completion", "preference"):
         probes = _generator_probes(model_dir, records, should_stop)
     else:
         return 0

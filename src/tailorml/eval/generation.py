@@ -16,16 +16,26 @@ from typing import Any
 
 from tailorml.errors import InvalidRequestError, JobCancelledError
 from tailorml.models.manifest import read_manifest
-from tailorml.records import ChatRecord, CompletionRecord, Record
+from tailorml.records import ChatRecord, CompletionRecord, PreferenceRecord, Record
 
 GENERATION_BATCH = 8
 
 
 def prompt_and_reference(tokenizer: Any, record: Record) -> tuple[str, str] | None:
-    """The rendered prompt and the reference answer of a chat or completion record (the
-    last assistant reply of a chat, after everything before it), or None without one."""
+    """The rendered prompt and the reference answer of a chat, completion or preference
+    record (the last assistant reply of a chat, after everything before it; a preference
+    pair's preferred reply), or None without one."""
     if isinstance(record, CompletionRecord):
         return record.prompt, record.completion
+    if isinstance(record, PreferenceRecord):  # the preferred reply is the reference
+        if not record.messages or not record.preferred:
+            return None
+        prompt = tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in record.messages],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        return prompt, record.preferred[-1].content
     if isinstance(record, ChatRecord):
         last = max((i for i, m in enumerate(record.messages) if m.role == "assistant"), default=-1)
         if last < 1:

@@ -32,7 +32,13 @@ from typing import Any
 from tailorml.models.atomic import atomic_write_bytes
 from tailorml.models.manifest import read_manifest
 from tailorml.models.sources import MaterializedModel
-from tailorml.records import ChatRecord, ClassificationRecord, CompletionRecord, Record
+from tailorml.records import (
+    ChatRecord,
+    ClassificationRecord,
+    CompletionRecord,
+    PreferenceRecord,
+    Record,
+)
 
 REPORT_FILE = "report.json"
 REPORT_VERSION = 1
@@ -91,7 +97,7 @@ def build_report(
         )
     elif manifest.task == "classification":
         report.update(_classification(model_dir, base, train_records, valid_records, say))
-    elif manifest.task in ("chat", "completion"):
+    elif manifest.task in ("chat", "completion", "preference"):
         report.update(
             _generation(model_dir, base, valid_records, training, say, should_stop, judge)
         )
@@ -193,6 +199,9 @@ def _classification(
 def _shown_prompt(record: Record) -> str:
     if isinstance(record, CompletionRecord):
         return record.prompt
+    if isinstance(record, PreferenceRecord):
+        users = [m.content for m in record.messages if m.role == "user"]
+        return users[-1] if users else record.messages[-1].content
     assert isinstance(record, ChatRecord)
     last = max(i for i, m in enumerate(record.messages) if m.role == "assistant")
     users = [m.content for m in record.messages[:last] if m.role == "user"]
@@ -273,6 +282,8 @@ def _generation(
         (tuned, training.get("valid_loss")),
         (base_m, training.get("base_valid_loss")),
     ):
+        if read_manifest(model_dir).task == "preference":
+            break  # a DPO loss is no language-model loss: no perplexity from it
         side["valid_loss"] = loss
         side["perplexity"] = _perplexity(loss)
     samples = [

@@ -277,7 +277,7 @@ def create_job(
     training = (body.get("method") or {}).get("training") or {}
     _check_metrics(task, training.get("metrics"))
     if training.get("judge_model"):
-        if task not in ("chat", "completion"):
+        if task not in ("chat", "completion", "preference"):
             raise InvalidRequestError(
                 f"judge_model judges generated answers; a {task} job's report scores its "
                 "predictions instead. Leave judge_model out.",
