@@ -31,6 +31,7 @@ from tailorml.errors import InvalidRequestError, JobCancelledError
 from tailorml.models.atomic import atomic_directory, remove_stale_temporaries
 from tailorml.models.sources import MaterializedModel
 from tailorml.records import Record
+from tailorml.train import distributed
 from tailorml.train.batching import epoch_batches, steps_per_epoch
 from tailorml.train.checkpoints import (
     CheckpointInfo,
@@ -43,7 +44,6 @@ from tailorml.train.checkpoints import (
     save_checkpoint,
     write_model_folder,
 )
-from tailorml.train import distributed
 from tailorml.train.data import prepare_data
 from tailorml.train.evaluation import evaluate
 from tailorml.train.health import LR_BACKOFF, MAX_FAULTS, Fault, GradientWatch
@@ -366,7 +366,9 @@ class Recipe:
             scheduler.load_state_dict(scheduler_state)
             # Last, so nothing above (model construction draws random numbers) moves them.
             ranks = rng.get("ranks")
-            restore_rng_state(ranks[self.ranks.rank] if ranks and len(ranks) == self.ranks.world else rng)
+            restore_rng_state(
+                ranks[self.ranks.rank] if ranks and len(ranks) == self.ranks.world else rng
+            )
             self.say(f"Resumed from {self.resume.name} at step {state.step} of {total_steps}.")
 
         for stale in self.out_dir.glob("best-step-*") if self.main else ():

@@ -87,6 +87,14 @@ class TrainingOptions(BaseModel):
         description="Evaluations without a better validation loss before the run stops "
         "(default 3; 0 never stops early). The result is the best evaluated model either way.",
     )
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=8,
+        description="Processes that train together (torchrun, DDP; one per GPU on a GPU "
+        "machine). The batch size stays the global batch, split over them (default: the "
+        "operator's TAILOR_TRAIN_PROCESSES, 1 unless set).",
+    )
     metrics: list[StrictStr] | None = Field(
         None,
         max_length=16,
