@@ -63,6 +63,15 @@ def share(items: list[T], at: int, world: int) -> list[T]:
     return items[start : start + base + (1 if at < extra else 0)]
 
 
+def split_note(batch_size: int, world: int) -> str:
+    """How each global batch is split over the processes, for the run's Settings message."""
+    if world == 1:
+        return ""
+    low, high = batch_size // world, -(-batch_size // world)
+    each = f"{low}" if low == high else f"{low} or {high}"
+    return f" split over {world} processes ({each} each, gradients averaged by DDP)"
+
+
 def process_group_kwargs() -> list[Any]:
     """Accelerator ``kwargs_handlers``: the process group's timeout (none without torchrun)."""
     if world_size() == 1:
@@ -114,6 +123,12 @@ class Ranks:
         found: list[Any] = [None] * self.world
         dist.all_gather_object(found, value)
         return found
+
+    def own_rng_state(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """This rank's generator states in a checkpoint's (rank 0's when it was written by
+        another number of processes, or by one)."""
+        ranks = saved.get("ranks")
+        return ranks[self.rank] if ranks and len(ranks) == self.world else saved
 
     def agreed(self, local: Any) -> Any:
         """``should_stop`` that every rank answers alike: True once any rank's ``local`` is."""

@@ -315,6 +315,13 @@ class Recipe:
 
         torch.manual_seed(spec.seed)
         self.prepare(total_steps)
+        if spec.processes != self.ranks.world:
+            self.say(
+                f"The spec asks for {spec.processes} processes and {self.ranks.world} run it "
+                f"(start it with torchrun --nproc-per-node {spec.processes}); the result is the "
+                "same, only the speed differs.",
+                "warning",
+            )
         scheduler = self.scheduler
         task_state = self.task.before_training(
             spec,
@@ -339,7 +346,7 @@ class Recipe:
                 f"Settings: learning rate {spec.learning_rate:.3g} (warmup {spec.warmup_ratio:.0%}"
                 f", then linear decay), batch {spec.batch_size}"
                 + (f" x {accumulation} accumulated = {effective}" if accumulation > 1 else "")
-                + self._split_note()
+                + distributed.split_note(spec.batch_size, self.ranks.world)
                 + f", max_length {data.max_length} tokens"
                 + (", packed" if spec.packing else "")
                 + f", {self.accelerator.device.type} {self.precision}; {data.held_out}."
@@ -365,10 +372,7 @@ class Recipe:
             self.optimizer.load_state_dict(optimizer_state)
             scheduler.load_state_dict(scheduler_state)
             # Last, so nothing above (model construction draws random numbers) moves them.
-            ranks = rng.get("ranks")
-            restore_rng_state(
-                ranks[self.ranks.rank] if ranks and len(ranks) == self.ranks.world else rng
-            )
+            restore_rng_state(self.ranks.own_rng_state(rng))
             self.say(f"Resumed from {self.resume.name} at step {state.step} of {total_steps}.")
 
         for stale in self.out_dir.glob("best-step-*") if self.main else ():
@@ -476,15 +480,6 @@ class Recipe:
             metrics["quarantined_records"] = sorted(state.quarantined)
         self.say(f"Training finished: {state.step} steps; model written to {model_dir.name}/.")
         return TrainResult(model_dir, metrics, state.trained_tokens, state.step, data.labels)
-
-    def _split_note(self) -> str:
-        """How each global batch is split over the processes, for the Settings message."""
-        world = self.ranks.world
-        if world == 1:
-            return ""
-        low, high = self.spec.batch_size // world, -(-self.spec.batch_size // world)
-        each = f"{low}" if low == high else f"{low} or {high}"
-        return f" split over {world} processes ({each} each, gradients averaged by DDP)"
 
     # -- model selection and the health guard -----------------------------------------------
 

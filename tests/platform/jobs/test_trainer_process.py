@@ -232,3 +232,38 @@ def test_the_operator_sets_the_default_processes(monkeypatch) -> None:  # type: 
     monkeypatch.setenv("TAILOR_TRAIN_PROCESSES", "9")
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
+
+
+def test_cancelling_a_two_process_job_stops_every_rank(
+    client, acme, settings, tiny_models, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    training = {"checkpoint_every": 2, "eval_every": 1000, "processes": 2}
+    job_id = _create(
+        client,
+        acme,
+        tiny_models,
+        tmp_path,
+        epochs=50,
+        method={"type": "full", "training": training},
+    )
+    job_dir = settings.jobs_dir / job_id
+    worker = Worker(settings)
+    thread = threading.Thread(target=worker.run, kwargs={"max_jobs": 1})
+    thread.start()
+    try:
+        deadline = time.time() + 120
+        while True:
+            events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", headers=acme).json()
+            if any(e["type"] == "metrics" and e["data"]["step"] >= 1 for e in events["data"]):
+                break
+            assert time.time() < deadline and thread.is_alive(), _job(client, acme, job_id)
+            time.sleep(0.1)
+        assert len(_trainers(job_dir)) == 3  # torchrun and its two ranks
+        assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel", headers=acme).status_code == 200
+        thread.join(timeout=60)
+    finally:
+        worker.shutdown.set()
+        thread.join(timeout=60)
+    job = _job(client, acme, job_id)
+    assert job["status"] == "cancelled" and job["fine_tuned_model"] is None, job["error"]
+    assert not _trainers(job_dir) and not (job_dir / "model").exists()
