@@ -111,8 +111,9 @@ def test_settings_the_run_cannot_honour_are_refused(tiny_encoder, tmp_path, over
 
 def test_bad_accumulation_and_precision_values_are_listed(tiny_encoder, tmp_path):
     spec = TrainSpec(task="classification", method="full", n_epochs=1, batch_size=8,
-                     learning_rate=1e-3, gradient_accumulation_steps=0,
+                     learning_rate=1e-3, gradient_accumulation_steps=0, processes=0,
                      precision="fp8")  # type: ignore[arg-type]  # fmt: skip
     with pytest.raises(InvalidRequestError) as info:
         train(spec, tiny_encoder, spam_records("train", 20), [], tmp_path, on_event=EventLog())
     assert "gradient_accumulation_steps" in info.value.message and "fp8" in info.value.message
+    assert "processes must be an integer of at least 1" in info.value.message

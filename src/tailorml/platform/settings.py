@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         5, ge=1, description="Deaths within 5 minutes after which a worker is not restarted."
     )
 
+    train_processes: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Processes a fine-tune trains with (torchrun, DDP) unless the job sets "
+        "method.training.processes; on a GPU machine one per GPU, at most the GPU count.",
+    )
     data_workers: int = Field(2, description="Processes a dataset job shards its input over.")
     dataset_max_seconds: float = Field(
         4 * 3600.0, gt=0, description="A dataset job running longer than this is stopped (failed)."

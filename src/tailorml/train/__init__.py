@@ -19,6 +19,7 @@ job worker calls ``hyperparams`` and starts ``run``):
 - ``checkpoints``  model folders, checkpoint save/load/prune
 - ``evaluation``   validation loss and accuracy during training
 - ``batching``     the seeded, length-bucketed data order
+- ``distributed``  under torchrun (DDP): a rank's share of a batch, the shared stop, collectives
 
 Importing any of these is light: torch and transformers load inside functions.
 """

@@ -75,7 +75,8 @@ def write_model_folder(folder: Path, model: Any, tokenizer: Any, manifest: Model
     manifest.write(folder)
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """This process's torch generator states (CPU, and every GPU's), as a checkpoint keeps them."""
     import torch
 
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}
@@ -102,8 +103,12 @@ def save_checkpoint(
     manifest: ModelManifest,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
+    rng: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``out_dir/checkpoints/step-<N>`` atomically, drop old ones, return its path."""
+    """Write ``out_dir/checkpoints/step-<N>`` atomically, drop old ones, return its path.
+
+    ``rng``: the generator states to keep (default this process's; a run of several
+    processes adds every rank's under ``"ranks"``)."""
     import torch
 
     dest = Path(out_dir) / "checkpoints" / f"step-{state.step}"
@@ -111,7 +116,7 @@ def save_checkpoint(
         write_model_folder(tmp, model, tokenizer, manifest)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(_rng_state(), tmp / "rng_state.pt")
+        torch.save(rng if rng is not None else rng_state(), tmp / "rng_state.pt")
         (tmp / STATE).write_text(json.dumps(state.__dict__, indent=2), encoding="utf-8")
     prune_checkpoints(dest.parent, keep=KEEP_CHECKPOINTS)
     return dest

@@ -8,7 +8,10 @@ them as job events): ``{"type": "message", ...}`` at milestones and
 evaluation steps and for the untrained base at step 0. ``should_stop`` is
 polled before every step and every validation batch. Checkpoints are
 written every ``checkpoint_every`` steps and at each epoch's end, and a run
-resumed from one ends exactly where an uninterrupted run would.
+resumed from one ends exactly where an uninterrupted run would. Under
+torchrun the same loop runs on every process, DDP through accelerate, and
+computes the run of one process with the same global batch
+(``tailorml.train.distributed``); only rank 0 writes.
 
 Why not the HF Trainer: the platform needs events, cancellation and
 exactly-resumable checkpoints in its own format, and overriding the
@@ -28,6 +31,7 @@ from tailorml.errors import InvalidRequestError, JobCancelledError
 from tailorml.models.atomic import atomic_directory, remove_stale_temporaries
 from tailorml.models.sources import MaterializedModel
 from tailorml.records import Record
+from tailorml.train import distributed
 from tailorml.train.batching import epoch_batches, steps_per_epoch
 from tailorml.train.checkpoints import (
     CheckpointInfo,
@@ -36,6 +40,7 @@ from tailorml.train.checkpoints import (
     list_checkpoints,
     load_checkpoint,
     restore_rng_state,
+    rng_state,
     save_checkpoint,
     write_model_folder,
 )
@@ -92,6 +97,10 @@ class Recipe:
     (a LoRA checkpoint would hold the frozen base too) and restores its random states with
     a pickle load that can run code; ours keeps a LoRA checkpoint to the adapter and loads
     only tensors (``checkpoints.load_checkpoint``).
+
+    Under torchrun every rank runs this recipe (``tailorml.train.distributed``): each takes
+    its share of every batch, ``should_stop`` becomes a decision all ranks share, and only
+    rank 0 emits events and writes to ``out_dir``.
     """
 
     def __init__(
@@ -107,7 +116,10 @@ class Recipe:
     ) -> None:
         check_spec(spec, base)
         self.spec, self.base, self.out_dir = spec, base, Path(out_dir)
-        self.on_event, self.on_checkpoint, self.should_stop = on_event, on_checkpoint, should_stop
+        self.main = distributed.is_main()  # only rank 0 reports and writes
+        self.on_event = on_event if self.main else lambda event: None
+        self.on_checkpoint = on_checkpoint if self.main else None
+        self.should_stop = should_stop
         self.resume = Path(resume_from) if resume_from is not None else None
         self.task = load_task(spec.task)
 
@@ -139,14 +151,26 @@ class Recipe:
 
         spec = self.spec
         on_cpu = spec.device == "cpu" or not torch.cuda.is_available()
-        if on_cpu and spec.precision != "fp32":
+        if on_cpu and spec.precision not in ("auto", "fp32"):
             raise InvalidRequestError(
                 f"precision {spec.precision} needs a GPU (on a CPU it is slow or unsupported); "
                 'use "fp32".',
                 param="precision",
             )
+        world = distributed.world_size()
+        if not on_cpu and world > torch.cuda.device_count():
+            raise InvalidRequestError(
+                f"{world} processes need a GPU each and this machine has "
+                f"{torch.cuda.device_count()}; ask for fewer processes or train on the CPU.",
+                param="processes",
+            )
+        self.precision = spec.precision
+        if spec.precision == "auto":  # bf16 where the GPU has it: half the memory, same range
+            self.precision = "bf16" if not on_cpu and torch.cuda.is_bf16_supported() else "fp32"
         self.accelerator = Accelerator(
-            cpu=on_cpu, mixed_precision="no" if spec.precision == "fp32" else spec.precision
+            cpu=on_cpu,
+            mixed_precision="no" if self.precision == "fp32" else self.precision,
+            kwargs_handlers=distributed.process_group_kwargs(),
         )
         return build_model(self.task, spec, self.base, self.data.labels, self.resume)
 
@@ -163,9 +187,14 @@ class Recipe:
         """Model, optimizer and scheduler for a run of ``total_steps``, on the device."""
         model = self.setup_model()
         optimizer, self.scheduler = self.setup_optimizer(model, total_steps)
-        # The scheduler stays ours: accelerate's steps once per process under DDP.
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        # The scheduler stays ours: accelerate's steps once per process under DDP. What is
+        # prepared (DDP-wrapped) is the task's score around the model; self.model is the model.
+        scorer = distributed.scoring_module(self.task, model)
+        self.scorer, self.optimizer = self.accelerator.prepare(scorer, optimizer)
+        self.model = self.accelerator.unwrap_model(self.scorer).model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.ranks = distributed.Ranks(self.accelerator)
+        self.should_stop = self.ranks.agreed(self.should_stop)
         self.watch = GradientWatch()
         data = self.data
         self.pad = data.pad_id
@@ -176,28 +205,33 @@ class Recipe:
         return {k: v.to(device) for k, v in batch.items()}
 
     def train_step(self, micro_batches: list[list[Example]]) -> float:
-        """One optimizer step over ``micro_batches``; the loss is their item-weighted mean.
+        """One optimizer step over ``micro_batches`` (the global batches; this process scores
+        its share of each); the loss is their item-weighted mean.
 
         Accumulation is counted here, not by ``Accelerator.accumulate``: an epoch's last
         group of batches may be short, which accelerate's own counter does not know, and its
         gradients would then run into the next step. Gradients are synchronised across
         processes on the last micro-batch only (``no_sync`` before it, as accumulate does).
         """
-        accelerator, model = self.accelerator, self.model
-        weights = [self.task.loss_weight(examples) for examples in micro_batches]
-        total = sum(weights) or 1
+        accelerator, scorer, ranks = self.accelerator, self.scorer, self.ranks
+        total = sum(self.task.loss_weight(examples) for examples in micro_batches) or 1
         loss_sum = 0.0
-        for n, (examples, weight) in enumerate(zip(micro_batches, weights, strict=True)):
+        for n, examples in enumerate(micro_batches):
+            mine = distributed.share(examples, ranks.rank, ranks.world)
+            weight = self.task.loss_weight(mine) if mine else 0
+            # Each share's loss is a mean over its own items: weighted back (and times the
+            # world size, which DDP's average divides by), a step's gradient is the mean over
+            # all of its items however they were split into micro-batches and processes.
+            scale = weight * ranks.world / total
+            if not mine:  # fewer examples than processes: take part in the all-reduce anyway
+                mine, scale = examples[:1], 0.0
             last = n + 1 == len(micro_batches)
-            with contextlib.nullcontext() if last else accelerator.no_sync(model):
-                score = self.task.score(model, self._on_device(self.collate(examples, self.pad)))
-                # Each micro-batch's loss is a mean over its own items: weighted back, a step's
-                # gradient is the mean over all of its items however they were split.
-                loss = score.loss if len(micro_batches) == 1 else score.loss * (weight / total)
-                accelerator.backward(loss)
+            with contextlib.nullcontext() if last else accelerator.no_sync(scorer):
+                score = scorer(self._on_device(self.collate(mine, self.pad)))
+                accelerator.backward(score.loss * scale)
             loss_sum += float(score.loss.detach()) * weight
         norm = float(accelerator.clip_grad_norm_(self.params, self.spec.max_grad_norm))
-        loss = loss_sum / total
+        loss = ranks.sum(loss_sum) / total
         fault = self.watch.check(loss, norm) if self.spec.health_guard else None
         if fault is None:
             self.optimizer.step()
@@ -208,37 +242,46 @@ class Recipe:
         return loss
 
     def validate(self) -> dict[str, float | None]:
-        found = evaluate(
-            self.task,
-            self.model,
-            self.data.valid,
-            self.pad,
-            self.spec.batch_size,
-            self.should_stop,
-            collate=lambda examples, pad: self._on_device(self.collate(examples, pad)),
-            metrics=self.spec.metrics,
-            labels=self.data.labels,
-        )
+        with self.accelerator.autocast():
+            found = evaluate(
+                self.task,
+                self.model,
+                self.data.valid,
+                self.pad,
+                self.spec.batch_size,
+                self.should_stop,
+                collate=lambda examples, pad: self._on_device(self.collate(examples, pad)),
+                metrics=self.spec.metrics,
+                labels=self.data.labels,
+                ranks=self.ranks,
+            )
         self.model.train()
         return found
 
     def save_checkpoint(self, state: TrainerState) -> Path:
+        """Rank 0 writes the checkpoint, with every rank's RNG state (all ranks call this)."""
+        rng = rng_state()
+        every = self.ranks.gather(rng)
+        if self.ranks.world > 1:
+            rng["ranks"] = every
+        if not self.main:
+            return self.out_dir / "checkpoints" / f"step-{state.step}"
         return save_checkpoint(
             self.out_dir,
             state,
-            model=self.accelerator.unwrap_model(self.model),
+            model=self.model,
             tokenizer=self.data.tokenizer,
             manifest=self.manifest,
             optimizer=self.optimizer,
             scheduler=self.scheduler,
+            rng=rng,
         )
 
     def save_model(self) -> Path:
         model_dir = self.out_dir / "model"
-        with atomic_directory(model_dir) as tmp:
-            write_model_folder(
-                tmp, self.accelerator.unwrap_model(self.model), self.data.tokenizer, self.manifest
-            )
+        if self.main:
+            with atomic_directory(model_dir) as tmp:
+                write_model_folder(tmp, self.model, self.data.tokenizer, self.manifest)
         return model_dir
 
     # -- the run -----------------------------------------------------------------------
@@ -267,14 +310,22 @@ class Recipe:
                 f"{', '.join(differ)}; resume with the same spec and data, or start a new run.",
                 param="resume_from",
             )
-        _prepare_out_dir(self.out_dir, loaded[0].step if loaded else None)
+        if self.main:
+            _prepare_out_dir(self.out_dir, loaded[0].step if loaded else None)
 
         torch.manual_seed(spec.seed)
         self.prepare(total_steps)
+        if spec.processes != self.ranks.world:
+            self.say(
+                f"The spec asks for {spec.processes} processes and {self.ranks.world} run it "
+                f"(start it with torchrun --nproc-per-node {spec.processes}); the result is the "
+                "same, only the speed differs.",
+                "warning",
+            )
         scheduler = self.scheduler
         task_state = self.task.before_training(
             spec,
-            self.accelerator.unwrap_model(self.model),
+            self.model,
             data.train,
             data.valid,
             collate=lambda examples, pad: self._on_device(self.collate(examples, pad)),
@@ -295,10 +346,13 @@ class Recipe:
                 f"Settings: learning rate {spec.learning_rate:.3g} (warmup {spec.warmup_ratio:.0%}"
                 f", then linear decay), batch {spec.batch_size}"
                 + (f" x {accumulation} accumulated = {effective}" if accumulation > 1 else "")
+                + distributed.split_note(spec.batch_size, self.ranks.world)
                 + f", max_length {data.max_length} tokens"
                 + (", packed" if spec.packing else "")
-                + f", {self.accelerator.device.type} {spec.precision}; {data.held_out}."
+                + f", {self.accelerator.device.type} {self.precision}; {data.held_out}."
             )
+            if self.ranks.rank:  # its own dropout stream (the model was built alike on all)
+                torch.manual_seed(spec.seed + self.ranks.rank)
             state.base_metrics = self.validate()
             state.last_eval = dict(state.base_metrics)
             self.on_event(
@@ -318,10 +372,10 @@ class Recipe:
             self.optimizer.load_state_dict(optimizer_state)
             scheduler.load_state_dict(scheduler_state)
             # Last, so nothing above (model construction draws random numbers) moves them.
-            restore_rng_state(rng)
+            restore_rng_state(self.ranks.own_rng_state(rng))
             self.say(f"Resumed from {self.resume.name} at step {state.step} of {total_steps}.")
 
-        for stale in self.out_dir.glob("best-step-*"):
+        for stale in self.out_dir.glob("best-step-*") if self.main else ():
             if state.best is None or stale != self._best_dir(state.best):
                 shutil.rmtree(stale, ignore_errors=True)  # a later step's, from a lost attempt
         self.model.train()
@@ -408,8 +462,9 @@ class Recipe:
             best = None
         if best is not None and best["step"] != state.step:
             model_dir = self.out_dir / "model"
-            with atomic_directory(model_dir) as tmp:
-                shutil.copytree(self._best_dir(best), tmp, dirs_exist_ok=True)
+            if self.main:
+                with atomic_directory(model_dir) as tmp:
+                    shutil.copytree(self._best_dir(best), tmp, dirs_exist_ok=True)
             metrics.update(best["metrics"])
             self.say(
                 f"The result is the model of step {best['step']}, the best validation loss "
@@ -418,7 +473,7 @@ class Recipe:
             )
         else:
             model_dir = self.save_model()
-        for kept in self.out_dir.glob("best-step-*"):
+        for kept in self.out_dir.glob("best-step-*") if self.main else ():
             shutil.rmtree(kept, ignore_errors=True)  # the result holds it now
         metrics["best_step"] = best["step"] if best is not None else state.step
         if state.quarantined:
@@ -444,13 +499,10 @@ class Recipe:
             previous = state.best
             state.best = {"step": state.step, "valid_loss": loss, "metrics": dict(state.last_eval)}
             state.evals_since_best = 0
-            if not final:
+            if not final and self.main:
                 with atomic_directory(self._best_dir(state.best)) as tmp:
-                    write_model_folder(
-                        tmp, self.accelerator.unwrap_model(self.model), self.data.tokenizer,
-                        self.manifest,
-                    )  # fmt: skip
-            if previous is not None:
+                    write_model_folder(tmp, self.model, self.data.tokenizer, self.manifest)
+            if previous is not None and self.main:
                 shutil.rmtree(self._best_dir(previous), ignore_errors=True)
             return False
         state.evals_since_best += 1
@@ -498,7 +550,7 @@ class Recipe:
                 "before any checkpoint was written; lower the learning rate.",
                 param="hyperparameters.learning_rate_multiplier",
             )
-        model = self.accelerator.unwrap_model(self.model)
+        model = self.model
         if (newest / ADAPTER_WEIGHTS).is_file():
             load_adapter_weights(model, newest)
         else:

@@ -26,8 +26,17 @@ keeping its checkpoints. SIGUSR1 is reserved for pausing a run and ignored
 until then. The run also stops when its parent dies (the kernel kills it on
 Linux, ``PR_SET_PDEATHSIG``; elsewhere the stop check notices), so a trainer
 left by a killed worker never writes on in a job folder that another worker
-resumes. Launching one process per GPU (torchrun) waits for the loop to
-learn distributed training; today one process trains.
+resumes.
+
+Under torchrun (``python -m torch.distributed.run --nproc-per-node N -m
+tailorml.train.run SPEC.json``) every rank runs this module and trains its
+share (``tailorml.train.distributed``); only rank 0 writes events, to
+stdout: torchrun passes its own stdout to the ranks but closes other file
+descriptors, so ``--events-fd`` must stay 1 there. torchrun forwards
+SIGTERM to every rank, and the ranks agree on stopping before the next
+step, so the group ends "cancelled" together. A rank's parent is then
+torchrun; ``--parent-pid`` names the process whose death stops the run
+(the platform's worker), checked while torchrun lives.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from typing import IO, Any
 from tailorml import errors
 from tailorml.errors import JobCancelledError, TailorError
 from tailorml.records import Record, read_records
+from tailorml.train import distributed
 from tailorml.train.checkpoints import CheckpointInfo
 from tailorml.train.run_spec import RunSpec, from_json_value, read_run_spec, to_json_value
 from tailorml.train.spec import TrainResult
@@ -98,6 +108,8 @@ def run_training(
         should_stop=should_stop,
         resume_from=spec.resume_from,
     )
+    if not distributed.is_main():  # rank 0 reports and checks the model it wrote
+        return result
     if spec.train.report:
         write_evaluation_report(spec, result, train_records, valid_records, on_event, should_stop)
         write_neighbor_index(spec, result, train_records, valid_records, on_event, should_stop)
@@ -283,9 +295,15 @@ class EventSink:
     stop check reads ``gone``.
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes] | None) -> None:
         self.stream = stream
         self.gone = False
+
+    @classmethod
+    def discard(cls) -> EventSink:
+        """The sink of a rank other than 0: writes nothing; fd 1 goes to stderr as in ``open``."""
+        os.dup2(2, 1)
+        return cls(None)
 
     @classmethod
     def open(cls, fd: int) -> EventSink:
@@ -297,7 +315,7 @@ class EventSink:
         return cls(os.fdopen(fd, "wb"))
 
     def write(self, event: dict[str, Any]) -> None:
-        if self.gone:
+        if self.gone or self.stream is None:
             return
         try:
             self.stream.write(json.dumps(to_json_value(event)).encode() + b"\n")
@@ -307,18 +325,38 @@ class EventSink:
 
 
 class StopFlag:
-    """``should_stop`` of a run: a stop signal came, the parent is gone, or nobody reads events."""
+    """``should_stop`` of a run: a stop signal came, the parent is gone, or nobody reads events.
 
-    def __init__(self, parent_pid: int, sink: EventSink) -> None:
+    ``owner``: under torchrun, the process that started torchrun (the parent's parent); the
+    run stops when it is gone too.
+    """
+
+    def __init__(self, parent_pid: int, sink: EventSink, owner: int | None = None) -> None:
         self.parent_pid = parent_pid
         self.sink = sink
+        self.owner = owner
         self.requested = False
 
     def request(self, signum: int, frame: object) -> None:
         self.requested = True
 
     def __call__(self) -> bool:
-        return self.requested or self.sink.gone or os.getppid() != self.parent_pid
+        return (
+            self.requested
+            or self.sink.gone
+            or os.getppid() != self.parent_pid
+            or (self.owner is not None and not _alive(self.owner))
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def die_with_parent() -> None:
@@ -368,8 +406,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, *, after_training: AfterTraining | None = None) -> int:
     """Run the spec; return the exit status (``EXIT_*``)."""
     args = _parser().parse_args(argv)
-    sink = EventSink.open(args.events_fd)
-    stop = StopFlag(args.parent_pid if args.parent_pid is not None else os.getppid(), sink)
+    parent, owner = args.parent_pid, None
+    if distributed.launched_by_torchrun():
+        if args.events_fd != 1:
+            _parser().error(
+                "under torchrun the events go to stdout: torchrun closes other file descriptors "
+                "in its workers; leave --events-fd at 1"
+            )
+        parent, owner = os.getppid(), args.parent_pid  # our parent is torchrun
+    sink = EventSink.open(args.events_fd) if distributed.is_main() else EventSink.discard()
+    stop = StopFlag(parent if parent is not None else os.getppid(), sink, owner)
     die_with_parent()
     signal.signal(signal.SIGTERM, stop.request)
     signal.signal(signal.SIGINT, stop.request)

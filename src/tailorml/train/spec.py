@@ -41,9 +41,13 @@ class TrainSpec:
     eval_every: int | None = None  # default: about EVALS_PER_RUN times, and at the end
     checkpoint_every: int | None = None  # default: every CHECKPOINT_EVERY steps and each epoch
     valid_fraction: float = 0.1
-    # Where and how: "auto" is the GPU when there is one; fp16/bf16 need a GPU.
+    # Where and how: "auto" is the GPU when there is one, and bf16 on a GPU that has it
+    # (fp32 elsewhere); fp16/bf16 need a GPU.
     device: Literal["auto", "cpu"] = "auto"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    # Processes the launcher starts (torchrun, DDP; one per GPU on a GPU machine). The global
+    # batch stays batch_size, split over them, so the run computes the same as one process.
+    processes: int = 1
     gradient_accumulation_steps: int = 1  # a step takes this many batches of batch_size
     packing: bool = False  # decoders: several sequences in a row instead of padding
     # Stop after this many evaluations without a better validation loss (0 or None: never);
@@ -96,8 +100,12 @@ def check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
         (0 < spec.beta < float("inf"), "beta must be a number above 0"),
         (spec.device in ("auto", "cpu"), f'device must be "auto" or "cpu", got {spec.device!r}'),
         (
-            spec.precision in ("fp32", "fp16", "bf16"),
-            f'precision must be "fp32", "fp16" or "bf16", got {spec.precision!r}',
+            spec.precision in ("auto", "fp32", "fp16", "bf16"),
+            f'precision must be "auto", "fp32", "fp16" or "bf16", got {spec.precision!r}',
+        ),
+        (
+            isinstance(spec.processes, int) and spec.processes >= 1,
+            "processes must be an integer of at least 1",
         ),
         (
             spec.early_stopping_patience is None or spec.early_stopping_patience >= 0,

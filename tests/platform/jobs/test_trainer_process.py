@@ -190,3 +190,80 @@ def test_a_crashing_trainer_fails_the_job_without_server_paths(
     assert "the training process of job" in caplog.text and "trainer.log" in caplog.text
     assert "Traceback (most recent call last)" in caplog.text.split("trainer.log")[-1]
     assert not _trainers(settings.jobs_dir / job_id)
+
+
+def test_a_job_trains_on_two_processes_under_torchrun(
+    client, acme, settings, tiny_models, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    too_many = {"type": "full", "training": {"processes": 9}}
+    refused = client.post(
+        "/v1/fine_tuning/jobs",
+        headers=acme,
+        json={"model": str(tiny_models["encoder"]), "training_file": "file-x", "method": too_many},
+    )
+    assert refused.status_code == 400 and "processes" in refused.text
+    training = {"checkpoint_every": 2, "eval_every": 1000, "processes": 2}
+    job_id = _create(
+        client, acme, tiny_models, tmp_path, epochs=1, method={"type": "full", "training": training}
+    )
+    assert Worker(settings).run(max_jobs=1) == 1
+    job = _job(client, acme, job_id)
+    job_dir = settings.jobs_dir / job_id
+    assert job["status"] == "succeeded", (
+        job["error"],
+        (job_dir / "trainer.log").read_text()[-3000:],
+    )
+    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events?limit=200", headers=acme).json()
+    messages = [e["message"] for e in events["data"]]
+    assert any("split over 2 processes (4 each" in m for m in messages)
+    steps = sorted(e["data"]["step"] for e in events["data"] if e["type"] == "metrics")
+    assert steps == list(range(6))  # rank 0's events only: each step once
+    assert any(m.startswith("New fine-tuned model created") for m in messages)
+    assert (job_dir / "model" / "model.safetensors").is_file() and not _trainers(job_dir)
+
+
+def test_the_operator_sets_the_default_processes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+
+    from tailorml.platform.settings import Settings
+
+    monkeypatch.setenv("TAILOR_TRAIN_PROCESSES", "4")
+    assert Settings(_env_file=None).train_processes == 4
+    monkeypatch.setenv("TAILOR_TRAIN_PROCESSES", "9")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
+
+
+def test_cancelling_a_two_process_job_stops_every_rank(
+    client, acme, settings, tiny_models, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    training = {"checkpoint_every": 2, "eval_every": 1000, "processes": 2}
+    job_id = _create(
+        client,
+        acme,
+        tiny_models,
+        tmp_path,
+        epochs=50,
+        method={"type": "full", "training": training},
+    )
+    job_dir = settings.jobs_dir / job_id
+    worker = Worker(settings)
+    thread = threading.Thread(target=worker.run, kwargs={"max_jobs": 1})
+    thread.start()
+    try:
+        deadline = time.time() + 120
+        while True:
+            events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", headers=acme).json()
+            if any(e["type"] == "metrics" and e["data"]["step"] >= 1 for e in events["data"]):
+                break
+            assert time.time() < deadline and thread.is_alive(), _job(client, acme, job_id)
+            time.sleep(0.1)
+        assert len(_trainers(job_dir)) == 3  # torchrun and its two ranks
+        assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel", headers=acme).status_code == 200
+        thread.join(timeout=60)
+    finally:
+        worker.shutdown.set()
+        thread.join(timeout=60)
+    job = _job(client, acme, job_id)
+    assert job["status"] == "cancelled" and job["fine_tuned_model"] is None, job["error"]
+    assert not _trainers(job_dir) and not (job_dir / "model").exists()

@@ -93,6 +93,14 @@ class TrainingOptions(BaseModel):
         description="Chat and completion jobs: a chat model (yours or the catalog's) that "
         "judges the base's and the tuned answers pairwise in the evaluation report.",
     )
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=8,
+        description="Processes that train together (torchrun, DDP; one per GPU on a GPU "
+        "machine). The batch size stays the global batch, split over them (default: the "
+        "operator's TAILOR_TRAIN_PROCESSES, 1 unless set).",
+    )
     metrics: list[StrictStr] | None = Field(
         None,
         max_length=16,

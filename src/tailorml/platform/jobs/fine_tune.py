@@ -116,6 +116,7 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
         )
     lora = method_cfg.get("lora") or {}
     options = {k: v for k, v in (method_cfg.get("training") or {}).items() if v is not None}
+    options.setdefault("processes", settings.train_processes)
     tspec = TrainSpec(
         task=task,
         method=method,

@@ -18,6 +18,17 @@ through), and reads the events from a pipe as they come:
   then raises ``JobCancelledError`` and the worker decides between
   cancelled and handed back, as it does for a job in its own process.
 
+A spec asking for ``processes`` N > 1 is launched under torchrun
+(``python -m torch.distributed.run --standalone --nproc-per-node N -m
+tailorml.platform.jobs.train_child ...``): the pipe is torchrun's stdout,
+which it hands to its workers (it closes other descriptors), and only rank
+0 writes events to it; torchrun forwards SIGTERM to every rank, and a
+SIGKILL to torchrun takes the ranks with it (each dies with its parent).
+Each rank gets ``OMP_NUM_THREADS`` = the worker's thread budget (its own
+``OMP_NUM_THREADS``, else the CPU count) divided by N, at least 1. Under
+torchrun the exit status is torchrun's (1 for any failed rank), so the
+end event, not the status, says how the run ended.
+
 How it ends: a ``result`` is the ``TrainResult``; an ``error`` is raised
 again as the same ``TailorError`` (class, code, message, param), so the
 job's error reads as it did in-process; anything else (a crash, a kill
@@ -61,6 +72,8 @@ LOG_TAIL_CHARS = 4000
 
 
 CHILD_MODULE = "tailorml.platform.jobs.train_child"
+# One machine, its own rendezvous on a free port; the rest of the command line is ours.
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone"]
 
 
 class TrainerProcessError(RuntimeError):
@@ -71,29 +84,31 @@ def run_trainer(ctx: JobContext, spec: RunSpec) -> TrainResult:
     """Train ``spec`` in a child process, with its events and checkpoints stored for the job."""
     work = ctx.work_dir
     spec_path = write_run_spec(spec, work / "run_spec.json")
+    processes = spec.train.processes
     read_fd, write_fd = os.pipe()
     try:
         with open(work / "trainer.log", "ab") as output:
+            child_args = [
+                str(spec_path),
+                "--events-fd",
+                "1" if processes > 1 else str(write_fd),
+                "--parent-pid",
+                str(os.getpid()),
+                "--serve-device",
+                ctx.settings.serve_device,
+                "--serve-dtype",
+                ctx.settings.serve_dtype,
+            ]
+            launcher = [sys.executable]
+            if processes > 1:
+                launcher += [*TORCHRUN, f"--nproc-per-node={processes}"]
             child = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    CHILD_MODULE,
-                    str(spec_path),
-                    "--events-fd",
-                    str(write_fd),
-                    "--parent-pid",
-                    str(os.getpid()),
-                    "--serve-device",
-                    ctx.settings.serve_device,
-                    "--serve-dtype",
-                    ctx.settings.serve_dtype,
-                ],
-                env=_child_env(),
+                [*launcher, "-m", CHILD_MODULE, *child_args],
+                env=_child_env(processes),
                 stdin=subprocess.DEVNULL,
-                stdout=output,
+                stdout=write_fd if processes > 1 else output,
                 stderr=output,
-                pass_fds=(write_fd,),
+                pass_fds=() if processes > 1 else (write_fd,),
             )
     except BaseException:
         os.close(read_fd)
@@ -114,8 +129,9 @@ def run_trainer(ctx: JobContext, spec: RunSpec) -> TrainResult:
     return follower.outcome(work / "trainer.log")
 
 
-def _child_env() -> dict[str, str]:
-    """The worker's environment, with the folder this ``tailorml`` came from first on the path.
+def _child_env(processes: int = 1) -> dict[str, str]:
+    """The worker's environment, with the folder this ``tailorml`` came from first on the path
+    (and, for several processes, each one's share of the threads).
 
     Why: the child must run the code the worker planned with. A relative
     ``PYTHONPATH`` entry, or an interpreter whose installed ``tailorml`` is
@@ -127,6 +143,10 @@ def _child_env() -> dict[str, str]:
     installed = {str(Path(sysconfig.get_paths()[k]).resolve()) for k in ("purelib", "platlib")}
     if root not in installed:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    if processes > 1:
+        given = env.get("OMP_NUM_THREADS", "")
+        budget = int(given) if given.isdigit() and int(given) > 0 else os.cpu_count() or 1
+        env["OMP_NUM_THREADS"] = str(max(1, budget // processes))
     return env
 
 
@@ -215,10 +235,11 @@ class _Follower:
             return result_from_event(end)
         if end.get("type") == "error":
             raise error_from_event(end)
-        if self.stop_sent is not None and (code == EXIT_CANCELLED or code == -signal.SIGKILL):
+        stopped = code in (EXIT_CANCELLED, -signal.SIGKILL) or end.get("type") == "cancelled"
+        if self.stop_sent is not None and stopped:
             raise JobCancelledError(str(end.get("message") or "Training was cancelled."))
         what = f" on {end['exception']}" if end.get("type") == "crash" else ""
-        if code == EXIT_CANCELLED:
+        if code == EXIT_CANCELLED or end.get("type") == "cancelled":
             what = " stopped by a signal this worker did not send"
         raise TrainerProcessError(
             f"the training process of job {self.ctx.job_id} ended{what} with {_status(code)}; "
