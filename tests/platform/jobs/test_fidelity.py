@@ -98,7 +98,7 @@ def test_the_training_process_fails_a_job_whose_served_model_differs(
         spec, on_event=events.append, should_stop=lambda: False,
         after_training=lambda r, say: _after("cpu", "auto", r, said.append),
     )  # fmt: skip
-    assert result.model_dir.is_dir() and "as training did" in said[-1]
+    assert result.model_dir.is_dir() and any("as training did" in m for m in said)
 
 
 def test_a_completion_model_is_probed_with_its_raw_prompt(tiny_decoder, tmp_path) -> None:  # type: ignore[no-untyped-def]
