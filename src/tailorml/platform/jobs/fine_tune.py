@@ -43,7 +43,7 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
     from tailorml.models.sources import materialize
     from tailorml.train.hyperparams import resolve_hyperparameters
     from tailorml.train.run_spec import RunSpec
-    from tailorml.train.spec import TrainSpec
+    from tailorml.train.spec import PrivacySpec, TrainSpec
 
     spec = ctx.spec
     settings = ctx.settings
@@ -85,6 +85,8 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
     )
     lora = method_cfg.get("lora") or {}
     options = {k: v for k, v in (method_cfg.get("training") or {}).items() if v is not None}
+    if "differential_privacy" in options:
+        options["differential_privacy"] = PrivacySpec(**options["differential_privacy"])
     tspec = TrainSpec(
         task=task,
         method=method,
