@@ -1,7 +1,7 @@
 """What differential privacy costs in accuracy: the same run with and without DP-SGD on SST-2.
 
-all-MiniLM-L6-v2 (catalog ``minilm-l6``, offline) fine-tuned with LoRA (r 8, the query and
-value projections, and the head) on the first ``--n-train`` sentences of SST-2's train split
+all-MiniLM-L6-v2 (catalog ``minilm-l6``, offline) fine-tuned with LoRA (``--lora-r``, the query
+and value projections, and the head) on the first ``--n-train`` sentences of SST-2's train split
 (``../shared/datasets/sst2``, GLUE's copy; research use, see PROVENANCE.md there), scored on
 the 872 sentences of SST-2 dev (never trained on; it is the run's validation file, evaluated
 at the start and the end only). The runs share everything (seed, epochs, batch, learning rate,
@@ -49,6 +49,8 @@ def run(epsilon: float | None, args: argparse.Namespace, base: Any, out: Path) -
     spec = TrainSpec(
         task="classification",
         method="lora",
+        lora_r=args.lora_r,
+        lora_target_modules=args.lora_target_modules,
         n_epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -86,6 +88,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--lora-r", type=int, default=8)
+    parser.add_argument("--lora-target-modules", nargs="+", default=None)  # default: q, v
     parser.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 1.0])
     args = parser.parse_args()
     from tailorml.models.sources import materialize
