@@ -39,7 +39,8 @@ CONVERT_HINT = (
 
 # A training checkpoint's own state beside its weights: written by the training loop with
 # torch.save and read back only by it, with torch.load(weights_only=True), never as weights.
-CHECKPOINT_STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pt")
+# privacy.pt: a DP run's accountant history, noise generator and sampling seed.
+CHECKPOINT_STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pt", "privacy.pt")
 
 
 def check_model_folder(path: Path, *, allowed: Collection[str] = ()) -> Path:

@@ -172,6 +172,60 @@ def _check_metrics(task: str, metrics: list[str] | None) -> None:
         )
 
 
+def _check_privacy(
+    training: dict[str, Any],
+    *,
+    task: str,
+    n_records: int,
+    held_out: bool,
+    n_epochs: int,
+    batch_size: int,
+) -> None:
+    """Refuse differential privacy the run could not honour, before the job exists: another
+    task, accumulation or packing, a delta of 1/N or more, or a budget no noise can meet
+    (the library checks again on the exact training records)."""
+    dp = training.get("differential_privacy")
+    if dp is None:
+        return
+    from tailorml.train.spec import PRIVATE_TASKS, PrivacySpec, TrainSpec
+
+    param = "method.training.differential_privacy"
+    if task not in PRIVATE_TASKS:
+        raise InvalidRequestError(
+            f"differential_privacy trains {', '.join(PRIVATE_TASKS)} jobs only; this training "
+            f"file holds {task} data. Leave differential_privacy out or upload classification "
+            "records.",
+            param=param,
+        )
+    for key, off in (("gradient_accumulation_steps", 1), ("packing", False), ("processes", 1)):
+        if training.get(key, off) != off:
+            raise InvalidRequestError(
+                f"method.training.{key} cannot be combined with differential_privacy (each "
+                "step is one Poisson-sampled batch); leave it out, or raise batch_size.",
+                param=f"method.training.{key}",
+            )
+    delta = dp.get("delta")
+    if delta is not None and delta >= 1 / n_records:
+        raise InvalidRequestError(
+            f"differential_privacy.delta must be below 1/N for N training records: the file "
+            f"holds {n_records}, so below {1 / n_records:.3g} (leave it out for 1/(10 N)).",
+            param=f"{param}.delta",
+        )
+    from tailorml.train.privacy import plan_privacy
+
+    # Without a validation file the run holds a share of the records out (about; stratified).
+    n_train = n_records - round(n_records * TrainSpec.valid_fraction) if held_out else n_records
+    try:
+        plan_privacy(
+            PrivacySpec(epsilon=dp["epsilon"], delta=delta),
+            n_train=n_train,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+        )
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(exc.message, param=f"{param}.epsilon") from exc
+
+
 def _check_trainable(train_file: File, task: str, storage: LocalStorage) -> None:
     """Refuse data too small to train on (and to hold out validation records from) now, not
     as a failed job later; the message names the minimum."""
@@ -289,11 +343,19 @@ def create_job(
     from tailorml.train.hyperparams import resolve_hyperparameters
 
     requested, hp, _ = requested_training(method_cfg, body.get("hyperparameters") or {})
-    resolve_hyperparameters(  # refuse bad values now rather than fail the job later
+    resolved = resolve_hyperparameters(  # refuse bad values now rather than fail the job later
         task=task,
         method=choose_method(task, requested),
         n_train=train_file.n_records or 0,
         **hp,
+    )
+    _check_privacy(
+        ((body.get("method") or {}).get("training") or {}),
+        task=task,
+        n_records=train_file.n_records or 0,
+        held_out=valid_key is None,
+        n_epochs=resolved.n_epochs,
+        batch_size=resolved.batch_size,
     )
     tenant = session.get(Tenant, tenant_id)
     assert tenant is not None

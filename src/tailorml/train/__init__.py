@@ -16,6 +16,7 @@ job worker calls ``hyperparams`` and starts ``run``):
 - ``setup``        the model to train and its optimizer
 - ``health``       the health guard: faulty steps skipped, records quarantined
 - ``lora``         peft LoRA wrapping and adapter restore
+- ``privacy``      DP-SGD (opacus): ``PrivateRecipe``, what ``train()`` runs for a DP spec
 - ``checkpoints``  model folders, checkpoint save/load/prune
 - ``evaluation``   validation loss and accuracy during training
 - ``batching``     the seeded, length-bucketed data order

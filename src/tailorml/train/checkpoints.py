@@ -104,11 +104,15 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     rng: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``out_dir/checkpoints/step-<N>`` atomically, drop old ones, return its path.
 
     ``rng``: the generator states to keep (default this process's; a run of several
-    processes adds every rank's under ``"ranks"``)."""
+    processes adds every rank's under ``"ranks"``). ``extra`` maps names in ``STATE_FILES``
+    to what a recipe keeps in them (a DP run's accountant and noise generator,
+    ``privacy.PRIVACY_STATE``), written in the same step.
+    """
     import torch
 
     dest = Path(out_dir) / "checkpoints" / f"step-{state.step}"
@@ -117,6 +121,9 @@ def save_checkpoint(
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rng if rng is not None else rng_state(), tmp / "rng_state.pt")
+        for name, value in (extra or {}).items():
+            assert name in STATE_FILES, name  # only files a checkpoint loader lets pass
+            torch.save(value, tmp / name)
         (tmp / STATE).write_text(json.dumps(state.__dict__, indent=2), encoding="utf-8")
     prune_checkpoints(dest.parent, keep=KEEP_CHECKPOINTS)
     return dest

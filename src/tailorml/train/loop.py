@@ -166,7 +166,8 @@ class Recipe:
             )
         self.precision = spec.precision
         if spec.precision == "auto":  # bf16 where the GPU has it: half the memory, same range
-            self.precision = "bf16" if not on_cpu and torch.cuda.is_bf16_supported() else "fp32"
+            bf16 = not on_cpu and torch.cuda.is_bf16_supported() and not spec.differential_privacy
+            self.precision = "bf16" if bf16 else "fp32"
         self.accelerator = Accelerator(
             cpu=on_cpu,
             mixed_precision="no" if self.precision == "fp32" else self.precision,
@@ -200,13 +201,19 @@ class Recipe:
         self.pad = data.pad_id
         self.manifest = model_manifest(self.spec, self.base, data.labels, data.max_length)
 
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """Example indices of every batch of ``epoch``, in training order (``steps_per_epoch``
+        of them); a DP run draws Poisson batches instead (``tailorml.train.privacy``)."""
+        return epoch_batches(self.lengths, self.spec.batch_size, self.spec.seed, epoch)
+
     def _on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         device = self.accelerator.device
         return {k: v.to(device) for k, v in batch.items()}
 
-    def train_step(self, micro_batches: list[list[Example]]) -> float:
+    def train_step(self, micro_batches: list[list[Example]]) -> float | None:
         """One optimizer step over ``micro_batches`` (the global batches; this process scores
-        its share of each); the loss is their item-weighted mean.
+        its share of each); the loss is their item-weighted mean (None: a step with no loss
+        to report, a DP run's empty Poisson batch).
 
         Accumulation is counted here, not by ``Accelerator.accumulate``: an epoch's last
         group of batches may be short, which accelerate's own counter does not know, and its
@@ -381,7 +388,7 @@ class Recipe:
         self.model.train()
         stop_early = False
         while state.step < total_steps:
-            batches = epoch_batches(self.lengths, spec.batch_size, spec.seed, state.epoch)
+            batches = self.epoch_batches(state.epoch)
             index = state.batch_in_epoch
             while index < len(batches):
                 if self.should_stop():
@@ -576,7 +583,14 @@ def train(
     resume_from: Path | None = None,
     recipe: type[Recipe] | None = None,
 ) -> TrainResult:
-    """Fine-tune ``base`` on the records; write ``out_dir/model`` and return the result."""
+    """Fine-tune ``base`` on the records; write ``out_dir/model`` and return the result.
+
+    A spec with ``differential_privacy`` runs ``privacy.PrivateRecipe`` (DP-SGD) by default.
+    """
+    if recipe is None and spec.differential_privacy is not None:
+        from tailorml.train.privacy import PrivateRecipe
+
+        recipe = PrivateRecipe
     run = (recipe or Recipe)(
         spec,
         base,

@@ -112,7 +112,18 @@ def run_training(
         return result
     if spec.train.report:
         write_evaluation_report(spec, result, train_records, valid_records, on_event, should_stop)
-        write_neighbor_index(spec, result, train_records, valid_records, on_event, should_stop)
+        if spec.train.differential_privacy is None:
+            write_neighbor_index(spec, result, train_records, valid_records, on_event, should_stop)
+        else:
+            # The index answers with training records verbatim: no DP guarantee survives it.
+            on_event(
+                {
+                    "type": "message",
+                    "level": "info",
+                    "message": "The training records are not indexed for explain.neighbors: "
+                    "it would show them verbatim, which differential privacy rules out.",
+                }
+            )
     if spec.train.fidelity_check:
         write_fidelity_probes(spec, result, train_records, valid_records, on_event, should_stop)
     if after_training is not None:

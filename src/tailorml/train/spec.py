@@ -7,6 +7,7 @@ come from ``tailorml.train.hyperparams`` (which fills in "auto" values).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,21 @@ from tailorml.models.sources import MaterializedModel
 EVALS_PER_RUN = 10
 CHECKPOINT_EVERY = 25
 DEFAULT_MAX_LENGTH = 512
+MAX_EPSILON = 100.0  # above this a DP guarantee says nothing (e^100 bounds no odds)
+PRIVATE_TASKS = ("classification",)  # the tasks DP-SGD trains (tailorml.train.privacy)
+
+
+@dataclass
+class PrivacySpec:
+    """Differentially private training (DP-SGD, ``tailorml.train.privacy``): the guarantee asked
+    for, (epsilon, delta) with respect to one training record."""
+
+    epsilon: float
+    delta: float | None = None  # default 1 / (10 N) for N training records
+    # Seeds the Poisson sampling of batches and the noise. None (the default, and what the
+    # platform passes) draws it from the OS, kept only in the run's checkpoints: whoever knew
+    # it could replay both, so a job's public seed must not decide them. Tests set it.
+    noise_seed: int | None = None
 
 
 @dataclass
@@ -66,6 +82,8 @@ class TrainSpec:
     # Preference (DPO) only: how strongly the policy is held to the reference model (the
     # base); the loss is -log sigmoid(beta * margin of log-ratios). OpenAI's default.
     beta: float = 0.1
+    # DP-SGD with per-sample clipping at max_grad_norm (classification only); None: off.
+    differential_privacy: PrivacySpec | None = None
 
 
 @dataclass
@@ -133,12 +151,61 @@ def check_spec(spec: TrainSpec, base: MaterializedModel) -> None:
                 f"metrics are computed over a classifier's predictions; a {spec.task} job reports "
                 "its loss (and the evaluation report) instead"
             )
+    if spec.differential_privacy is not None:
+        problems += privacy_problems(spec)
     if problems:
         raise InvalidRequestError("Invalid training spec: " + "; ".join(problems) + ".")
 
 
+def privacy_problems(spec: TrainSpec) -> list[str]:
+    """What keeps DP-SGD from honouring ``spec.differential_privacy`` (before any data is read;
+    the bounds that need the number of records are checked by ``tailorml.train.privacy``)."""
+    dp = spec.differential_privacy
+    assert dp is not None
+    problems: list[str] = []
+    if spec.task not in PRIVATE_TASKS:
+        problems.append(
+            f"differential_privacy trains the {', '.join(PRIVATE_TASKS)} task only, not "
+            f"{spec.task}; train without it or use a classification data set"
+        )
+    if not 0 < dp.epsilon <= MAX_EPSILON:
+        problems.append(
+            f"differential_privacy.epsilon must be above 0 and at most {MAX_EPSILON:g} (a "
+            f"larger one guarantees nothing), got {dp.epsilon:g}; 1-10 is usual"
+        )
+    if dp.delta is not None and not 0 < dp.delta < 1:
+        problems.append(
+            f"differential_privacy.delta must be in (0, 1/N) for N training records, got "
+            f"{dp.delta:g}; leave it out for 1/(10 N)"
+        )
+    if spec.gradient_accumulation_steps != 1:
+        problems.append(
+            "gradient_accumulation_steps cannot be combined with differential_privacy (each "
+            "step is one Poisson-sampled batch); raise batch_size instead"
+        )
+    if spec.packing:
+        problems.append("packing cannot be combined with differential_privacy; leave it off")
+    if spec.processes != 1:
+        problems.append(
+            "differential_privacy trains in one process (its accountant counts one Poisson "
+            "sampler); leave processes at 1"
+        )
+    if spec.precision not in ("fp32", "auto"):
+        problems.append(
+            f'differential_privacy trains in "fp32" ("auto" is fp32 under it), not {spec.precision}'
+        )
+    if spec.max_grad_norm <= 0:
+        problems.append("max_grad_norm (the per-record clipping bound under DP) must be above 0")
+    return problems
+
+
 # Fingerprint keys added later, with the value a checkpoint written before them was run with.
-FINGERPRINT_DEFAULTS = {"gradient_accumulation_steps": 1, "packing": False, "beta": 0.1}
+FINGERPRINT_DEFAULTS = {
+    "gradient_accumulation_steps": 1,
+    "packing": False,
+    "beta": 0.1,
+    "differential_privacy": None,
+}
 
 
 def run_fingerprint(
@@ -165,6 +232,9 @@ def run_fingerprint(
         "gradient_accumulation_steps": spec.gradient_accumulation_steps,
         "packing": spec.packing,
         "beta": spec.beta,
+        "differential_privacy": (
+            dataclasses.asdict(spec.differential_privacy) if spec.differential_privacy else None
+        ),
     }
 
 

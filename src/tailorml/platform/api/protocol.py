@@ -65,6 +65,17 @@ class LoraOptions(BaseModel):
         return value
 
 
+class DifferentialPrivacyOptions(BaseModel):
+    """DP-SGD (classification only): the model is (epsilon, delta)-DP with respect to one
+    training record (docs/concepts.md, "Differential privacy")."""
+
+    model_config = ConfigDict(extra="forbid")
+    epsilon: float = Field(gt=0.0, le=100.0, description="The privacy budget (1-10 is usual).")
+    delta: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Below 1/N for N training records; default 1/(10 N)."
+    )
+
+
 class TrainingOptions(BaseModel):
     """TailorML extension: finer control of the training run."""
 
@@ -106,6 +117,11 @@ class TrainingOptions(BaseModel):
         max_length=16,
         description="Classification: more figures at every evaluation step, as valid_<name> "
         "(accuracy, macro_f1, weighted_f1, balanced_accuracy).",
+    )
+    differential_privacy: DifferentialPrivacyOptions | None = Field(
+        None,
+        description="Classification: train with DP-SGD to this (epsilon, delta); the job's "
+        "metrics report epsilon_spent.",
     )
 
 

@@ -66,7 +66,7 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
     from tailorml.train.hyperparams import resolve_hyperparameters
     from tailorml.train.preference import DEFAULT_BETA
     from tailorml.train.run_spec import RunSpec
-    from tailorml.train.spec import TrainSpec
+    from tailorml.train.spec import PrivacySpec, TrainSpec
 
     spec = ctx.spec
     settings = ctx.settings
@@ -116,7 +116,12 @@ def run_fine_tune(ctx: JobContext) -> dict[str, Any]:
         )
     lora = method_cfg.get("lora") or {}
     options = {k: v for k, v in (method_cfg.get("training") or {}).items() if v is not None}
-    options.setdefault("processes", settings.train_processes)
+    # DP-SGD's accounting assumes one sampler: it keeps one process whatever the default.
+    options.setdefault(
+        "processes", 1 if "differential_privacy" in options else settings.train_processes
+    )
+    if "differential_privacy" in options:
+        options["differential_privacy"] = PrivacySpec(**options["differential_privacy"])
     tspec = TrainSpec(
         task=task,
         method=method,
