@@ -109,9 +109,15 @@ def compare_probabilities(
 def _classifier_probes(model_dir: Path, records: list[Record]) -> list[dict[str, Any]]:
     from tailorml.eval.classification import load_classifier, predict_proba
 
-    texts = [r.text for r in records if isinstance(r, ClassificationRecord)][:PROBES]
     model, tokenizer, labels = load_classifier(model_dir)
-    max_length = read_manifest(model_dir).max_length or 512
+    # As the engine reads an input: whole, up to the context (training's max_length cut is
+    # training's; a longer input is served in full), so probes are texts that fit it.
+    max_length = read_manifest(model_dir).context_length
+    texts = [
+        r.text
+        for r in records
+        if isinstance(r, ClassificationRecord) and len(tokenizer(r.text).input_ids) <= max_length
+    ][:PROBES]
     rows = predict_proba(model, tokenizer, texts, max_length).tolist()
     probes = [
         {"text": t, "probabilities": dict(zip(labels, p, strict=True))}

@@ -111,3 +111,19 @@ def test_a_completion_model_is_probed_with_its_raw_prompt(tiny_decoder, tmp_path
     probes = json.loads((result.model_dir / FIDELITY_FILE).read_text())["probes"]
     assert probes[0]["prompt"].startswith("Q: what is 10")
     assert "as training did" in check_served(result.model_dir)
+
+
+def test_a_classifier_trained_short_is_probed_as_served(tiny_encoder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Trained at max_length 16, served whole up to its context: the probes read the text
+    as the engine does, so a long e-mail does not make training and serving disagree."""
+    records = spam_records("train", 16)
+    result = train(
+        cls_spec(n_epochs=1, max_length=16),
+        tiny_encoder,
+        records,
+        [],
+        tmp_path,
+        on_event=EventLog(),
+    )
+    assert write_expectations(result.model_dir, records) == 4
+    assert "as training did" in check_served(result.model_dir)
