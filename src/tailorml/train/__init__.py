@@ -9,12 +9,13 @@ job worker calls ``hyperparams`` and starts ``run``):
 - ``run``          ``python -m tailorml.train.run SPEC.json``: one run in its own process,
                    events as JSON lines, exit codes, stop on SIGTERM or when the parent dies
 - ``run_spec``     ``RunSpec``: what that process runs, as a checked JSON file
+- ``finish``       after the model is saved: evaluation report, record index, fidelity probes
 - ``spec``         ``TrainSpec``/``TrainResult``, the resume fingerprint, the model manifest
 - ``tasks``        the task interface; ``classification``, ``embedding`` (pairs, in-batch
                    negatives), ``sft`` (chat, completion) and ``preference`` (DPO)
 - ``data``         a run's data: checked, split, encoded
 - ``setup``        the model to train and its optimizer
-- ``health``       the health guard: faulty steps skipped, records quarantined
+- ``health``       the health guard: faulty steps skipped, records quarantined, roll-back
 - ``lora``         peft LoRA wrapping and adapter restore
 - ``privacy``      DP-SGD (opacus): ``PrivateRecipe``, what ``train()`` runs for a DP spec
 - ``checkpoints``  model folders, checkpoint save/load/prune

@@ -27,6 +27,9 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
+
+from tailorml.errors import InvalidRequestError
 
 EXPLOSION_FACTOR = 1000.0
 SPIKE_FACTOR = 10.0
@@ -79,3 +82,60 @@ class GradientWatch:
             self.warned_vanishing = True
             return True
         return False
+
+
+def recover(recipe: Any, state: Any, fault: Fault, examples: list[Any]) -> None:
+    """What a run does on a fault (``Recipe.on_fault``): count it and quarantine the batch's
+    records, stop after ``MAX_FAULTS``, lower the learning rate by ``LR_BACKOFF``, and roll
+    back to the newest checkpoint when the weights are no longer finite."""
+    records = sorted({e.record for e in examples})
+    state.quarantined = sorted(set(state.quarantined) | set(records))
+    state.faults.append({"step": state.step + 1, "kind": fault.kind, "records": records})
+    if len(state.faults) > MAX_FAULTS:
+        raise InvalidRequestError(
+            f"Training diverged: {len(state.faults)} faulty steps ({fault.detail} at step "
+            f"{state.step + 1}). Lower the learning rate or check the quarantined records "
+            f"{state.quarantined[:20]}.",
+            param="hyperparameters.learning_rate_multiplier",
+        )
+    scheduler = recipe.scheduler
+    scheduler.base_lrs = [lr * LR_BACKOFF for lr in scheduler.base_lrs]
+    for group, lr in zip(recipe.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+        group["lr"] = lr * LR_BACKOFF
+    rolled = ""
+    if not all(bool(p.detach().isfinite().all()) for p in recipe.params):
+        rolled = " " + roll_back(recipe, state)
+    recipe.say(
+        f"Step {state.step + 1} skipped ({fault.kind}: {fault.detail}); learning rate "
+        f"lowered to {LR_BACKOFF:g}x; {len(records)} record(s) quarantined "
+        f"(training file lines {', '.join(str(r + 1) for r in records[:10])})." + rolled,
+        "warning",
+    )
+
+
+def roll_back(recipe: Any, state: Any) -> str:
+    """Weights, optimizer and scheduler back to the newest checkpoint (keeping the lowered
+    learning rate); without one, the run cannot recover and stops."""
+    from safetensors.torch import load_file
+
+    from tailorml.train.checkpoints import latest_checkpoint, load_checkpoint
+    from tailorml.train.lora import ADAPTER_WEIGHTS, load_adapter_weights
+
+    newest = latest_checkpoint(recipe.out_dir)
+    if newest is None:
+        raise InvalidRequestError(
+            f"Training diverged at step {state.step + 1} (the weights are no longer finite) "
+            "before any checkpoint was written; lower the learning rate.",
+            param="hyperparameters.learning_rate_multiplier",
+        )
+    model = recipe.model
+    if (newest / ADAPTER_WEIGHTS).is_file():
+        load_adapter_weights(model, newest)
+    else:
+        model.load_state_dict(load_file(newest / "model.safetensors"), strict=False)
+    _, optimizer_state, scheduler_state, _ = load_checkpoint(newest)
+    recipe.optimizer.load_state_dict(optimizer_state)
+    base_lrs = list(recipe.scheduler.base_lrs)
+    recipe.scheduler.load_state_dict(scheduler_state)
+    recipe.scheduler.base_lrs = base_lrs
+    return f"The weights were not finite: rolled back to {newest.name}."

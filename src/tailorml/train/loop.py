@@ -36,7 +36,6 @@ from tailorml.train.batching import epoch_batches, steps_per_epoch
 from tailorml.train.checkpoints import (
     CheckpointInfo,
     TrainerState,
-    latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     restore_rng_state,
@@ -46,7 +45,7 @@ from tailorml.train.checkpoints import (
 )
 from tailorml.train.data import prepare_data
 from tailorml.train.evaluation import evaluate
-from tailorml.train.health import LR_BACKOFF, MAX_FAULTS, Fault, GradientWatch
+from tailorml.train.health import Fault, GradientWatch, recover
 from tailorml.train.setup import build_model, make_optimizer
 from tailorml.train.spec import (
     CHECKPOINT_EVERY,
@@ -518,56 +517,9 @@ class Recipe:
 
     def on_fault(self, state: TrainerState, fault: Fault, examples: list[Example]) -> None:
         """Skip the step (its update was not applied), lower the learning rate, quarantine
-        the batch's records, and roll back to the last checkpoint if the weights are bad."""
-        records = sorted({e.record for e in examples})
-        state.quarantined = sorted(set(state.quarantined) | set(records))
-        state.faults.append({"step": state.step + 1, "kind": fault.kind, "records": records})
-        if len(state.faults) > MAX_FAULTS:
-            raise InvalidRequestError(
-                f"Training diverged: {len(state.faults)} faulty steps ({fault.detail} at step "
-                f"{state.step + 1}). Lower the learning rate or check the quarantined records "
-                f"{state.quarantined[:20]}.",
-                param="hyperparameters.learning_rate_multiplier",
-            )
-        scheduler = self.scheduler
-        scheduler.base_lrs = [lr * LR_BACKOFF for lr in scheduler.base_lrs]
-        for group, lr in zip(self.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
-            group["lr"] = lr * LR_BACKOFF
-        rolled = ""
-        if not all(bool(p.detach().isfinite().all()) for p in self.params):
-            rolled = " " + self.roll_back(state)
-        self.say(
-            f"Step {state.step + 1} skipped ({fault.kind}: {fault.detail}); learning rate "
-            f"lowered to {LR_BACKOFF:g}x; {len(records)} record(s) quarantined "
-            f"(training file lines {', '.join(str(r + 1) for r in records[:10])})." + rolled,
-            "warning",
-        )
-
-    def roll_back(self, state: TrainerState) -> str:
-        """Weights, optimizer and scheduler back to the newest checkpoint (keeping the lowered
-        learning rate); without one, the run cannot recover and stops."""
-        from safetensors.torch import load_file
-
-        from tailorml.train.lora import ADAPTER_WEIGHTS, load_adapter_weights
-
-        newest = latest_checkpoint(self.out_dir)
-        if newest is None:
-            raise InvalidRequestError(
-                f"Training diverged at step {state.step + 1} (the weights are no longer finite) "
-                "before any checkpoint was written; lower the learning rate.",
-                param="hyperparameters.learning_rate_multiplier",
-            )
-        model = self.model
-        if (newest / ADAPTER_WEIGHTS).is_file():
-            load_adapter_weights(model, newest)
-        else:
-            model.load_state_dict(load_file(newest / "model.safetensors"), strict=False)
-        _, optimizer_state, scheduler_state, _ = load_checkpoint(newest)
-        self.optimizer.load_state_dict(optimizer_state)
-        base_lrs = list(self.scheduler.base_lrs)
-        self.scheduler.load_state_dict(scheduler_state)
-        self.scheduler.base_lrs = base_lrs
-        return f"The weights were not finite: rolled back to {newest.name}."
+        the batch's records, and roll back to the last checkpoint if the weights are bad
+        (``health.recover``)."""
+        recover(self, state, fault, examples)
 
 
 def train(

@@ -53,9 +53,10 @@ from typing import IO, Any
 
 from tailorml import errors
 from tailorml.errors import JobCancelledError, TailorError
-from tailorml.records import Record, read_records
+from tailorml.records import read_records
 from tailorml.train import distributed
 from tailorml.train.checkpoints import CheckpointInfo
+from tailorml.train.finish import Finish
 from tailorml.train.run_spec import RunSpec, from_json_value, read_run_spec, to_json_value
 from tailorml.train.spec import TrainResult
 
@@ -110,158 +111,13 @@ def run_training(
     )
     if not distributed.is_main():  # rank 0 reports and checks the model it wrote
         return result
-    if spec.train.report:
-        write_evaluation_report(spec, result, train_records, valid_records, on_event, should_stop)
-        if spec.train.differential_privacy is None:
-            write_neighbor_index(spec, result, train_records, valid_records, on_event, should_stop)
-        else:
-            # The index answers with training records verbatim: no DP guarantee survives it.
-            on_event(
-                {
-                    "type": "message",
-                    "level": "info",
-                    "message": "The training records are not indexed for explain.neighbors: "
-                    "it would show them verbatim, which differential privacy rules out.",
-                }
-            )
-    if spec.train.fidelity_check:
-        write_fidelity_probes(spec, result, train_records, valid_records, on_event, should_stop)
+    Finish.of(spec, result, train_records, valid_records, on_event, should_stop).run()
     if after_training is not None:
         after_training(
             result,
             lambda message: on_event({"type": "message", "level": "info", "message": message}),
         )
     return result
-
-
-def write_fidelity_probes(
-    spec: RunSpec,
-    result: TrainResult,
-    train_records: list[Record],
-    valid_records: list[Record] | None,
-    on_event: Callable[[dict], None],
-    should_stop: Callable[[], bool],
-) -> None:
-    """Answer the fidelity probes with the trained model, adapter on its base and merged
-    (``tailorml.eval.fidelity``): held-out records first, training records when none are."""
-    from tailorml.eval.fidelity import write_expectations
-    from tailorml.train.data import split_records
-    from tailorml.train.tasks import load_task
-
-    task = load_task(spec.train.task)
-    trained, held, _ = split_records(task, spec.train, train_records, valid_records)
-    n = write_expectations(result.model_dir, held + trained, should_stop=should_stop)
-    if n:
-        on_event(
-            {
-                "type": "message",
-                "level": "info",
-                "message": f"Fidelity probes: the adapter on its base and the merged model agree "
-                f"on {n} probes."
-                if spec.train.method == "lora"
-                else f"Fidelity probes: {n} answers of the trained model stored.",
-            }
-        )
-
-
-def write_neighbor_index(
-    spec: RunSpec,
-    result: TrainResult,
-    train_records: list[Record],
-    valid_records: list[Record] | None,
-    on_event: Callable[[dict], None],
-    should_stop: Callable[[], bool],
-) -> None:
-    """Index the records the model trained on, in its own representation
-    (``tailorml.eval.neighbors``), for ``explain: {"neighbors": k}``; a failure is a warning."""
-    from tailorml.eval.neighbors import build_index
-    from tailorml.train.data import split_records
-    from tailorml.train.tasks import load_task
-
-    task = load_task(spec.train.task)
-    trained, _, _ = split_records(task, spec.train, train_records, valid_records)
-    line_of = {id(record): n + 1 for n, record in enumerate(train_records)}
-    try:
-        n = build_index(
-            result.model_dir, trained, [line_of[id(r)] for r in trained], should_stop=should_stop
-        )
-    except JobCancelledError:
-        raise
-    except Exception as exc:  # the model is trained and saved; the index is extra
-        traceback.print_exc()
-        on_event(
-            {
-                "type": "message",
-                "level": "warning",
-                "message": f"The training records could not be indexed ({type(exc).__name__}); "
-                "explain.neighbors will not answer for this model.",
-            }
-        )
-        return
-    on_event(
-        {
-            "type": "message",
-            "level": "info",
-            "message": f"Indexed {n} training records for explain.neighbors.",
-        }
-    )
-
-
-def write_evaluation_report(
-    spec: RunSpec,
-    result: TrainResult,
-    train_records: list[Record],
-    valid_records: list[Record] | None,
-    on_event: Callable[[dict], None],
-    should_stop: Callable[[], bool],
-) -> None:
-    """Write ``report.json`` beside the trained model (``tailorml.eval.report``), on the
-    records training held out; a report that fails is a warning, never a lost model."""
-    from tailorml.eval.report import build_report, write_report
-    from tailorml.train.data import split_records
-    from tailorml.train.tasks import load_task
-
-    def say(message: str, level: str = "info") -> None:
-        on_event({"type": "message", "level": level, "message": message})
-
-    task = load_task(spec.train.task)
-    train_part, valid_part, _ = split_records(task, spec.train, train_records, valid_records)
-    try:
-        report = build_report(
-            result.model_dir,
-            spec.base,
-            train_part,
-            valid_part,
-            training=result.metrics,
-            say=say,
-            should_stop=should_stop,
-            judge=spec.judge,
-        )
-        write_report(result.model_dir, report)
-    except JobCancelledError:
-        raise
-    except Exception as exc:  # the model is trained and saved; the report is extra
-        traceback.print_exc()
-        say(
-            f"The evaluation report could not be written ({type(exc).__name__}); the model is "
-            "kept and serves as usual.",
-            "warning",
-        )
-        return
-    headline = (report.get("evaluation") or {}).get("headline")
-    if headline:
-        say(
-            f"Evaluation report: {headline['metric']} {headline['base']:.3f} for the base, "
-            f"{headline['tuned']:.3f} tuned, on {report['evaluation']['n']} held-out records."
-        )
-    verdict = (report.get("evaluation") or {}).get("judge")
-    if verdict:
-        low, high = verdict["ci95"]
-        say(
-            f"Judge: the tuned model wins {verdict['win_rate']:.2f} (95 % CI {low:.2f}-{high:.2f})"
-            f" of {verdict['n']} prompts against the base ({verdict['wins']} wins, "
-            f"{verdict['losses']} losses, {verdict['ties']} ties)."
-        )
 
 
 def error_event(exc: TailorError) -> dict[str, Any]:
