@@ -248,7 +248,8 @@ def _generation(
         min(MAX_NEW_TOKENS, max(16, 2 * len(tokenizer(r, add_special_tokens=False).input_ids)))
         for r in refs
     ]
-    special = read_manifest(model_dir).task == "completion"
+    task = read_manifest(model_dir).task
+    special = task == "completion"
     say(f"Answering {len(chosen)} held-out prompts with the tuned and the base model (greedy).")
     tuned_out = generate_greedy(
         model, tokenizer, prompts, budget, special_tokens=special, should_stop=should_stop
@@ -278,14 +279,13 @@ def _generation(
             for (record, _, _), b, t in zip(chosen, base_out, tuned_out, strict=True)
         ]
         verdict = judge_pairwise(judge, items, should_stop=should_stop)
-    for side, loss in (
-        (tuned, training.get("valid_loss")),
-        (base_m, training.get("base_valid_loss")),
-    ):
-        if read_manifest(model_dir).task == "preference":
-            break  # a DPO loss is no language-model loss: no perplexity from it
-        side["valid_loss"] = loss
-        side["perplexity"] = _perplexity(loss)
+    if task != "preference":  # a DPO loss is no language-model loss: no perplexity from it
+        for side, loss in (
+            (tuned, training.get("valid_loss")),
+            (base_m, training.get("base_valid_loss")),
+        ):
+            side["valid_loss"] = loss
+            side["perplexity"] = _perplexity(loss)
     samples = [
         {
             "input": _short(_shown_prompt(record)),
